@@ -1,0 +1,126 @@
+"""The gateway's configuration: one YAML file in the state directory, validated on load.
+
+Everything a home needs to differ on lives here (broker, allow-listed devices, limits);
+what the centre decides at enrolment lives in ``enrolment.json`` beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE = "gateway.yaml"
+ENROLMENT_FILE = "enrolment.json"
+SIGNING_KEY_FILE = "signing_key.pem"
+DATABASE_FILE = "gateway.sqlite"
+DEFAULT_STATE_DIR = Path("/var/lib/trygg-gateway")
+
+
+class ConfigError(RuntimeError):
+    """The configuration file is missing a value or holds one that cannot be used."""
+
+
+class AllowedDevice(BaseModel):
+    """A device the installer has paired into this home; anything else is reported, not used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    friendly_name: str = Field(min_length=1, max_length=128)
+    ieee: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{16}$")
+    profile: str = Field(min_length=1, max_length=128, description="profile id, e.g. aqara.WXKG11LM")
+    room: str | None = Field(default=None, max_length=64)
+    resident_ref: str | None = Field(default=None, max_length=128)
+
+
+class BrokerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    base_topic: str = "zigbee2mqtt"
+    client_id: str | None = Field(
+        default=None, description="persistent-session id; defaults to trygg-<gateway id>"
+    )
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+
+
+class OutboxLimits(BaseModel):
+    """Bounds of the outbox; see gateway/outbox.py for the eviction policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_rows: int = Field(default=1_000_000, ge=100)
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
+    alarm_reserve_rows: int = Field(default=50_000, ge=10)
+    alarm_reserve_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    delivered_ttl_s: int = Field(default=24 * 3600, ge=0)
+    depth_alarm_rows: int = Field(default=100_000, ge=1)
+    age_alarm_s: int = Field(default=3600, ge=1)
+
+
+class UplinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(default=250, ge=1, le=500)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    devices: list[AllowedDevice] = Field(default_factory=list)
+    outbox: OutboxLimits = Field(default_factory=OutboxLimits)
+    uplink: UplinkConfig = Field(default_factory=UplinkConfig)
+    profiles_dir: Path | None = Field(
+        default=None, description="site-local device profiles that extend the shipped ones"
+    )
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / SIGNING_KEY_FILE
+
+    @property
+    def enrolment_file(self) -> Path:
+        return self.state_dir / ENROLMENT_FILE
+
+    @property
+    def database_file(self) -> Path:
+        return self.state_dir / DATABASE_FILE
+
+    def to_yaml(self) -> str:
+        data: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_config(state_dir: Path) -> GatewayConfig:
+    """Read ``gateway.yaml`` from the state directory; defaults when it does not exist."""
+    path = state_dir / CONFIG_FILE
+    if not path.exists():
+        return GatewayConfig(state_dir=state_dir)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping")
+    raw["state_dir"] = str(state_dir)
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def save_config(config: GatewayConfig) -> Path:
+    path = config.state_dir / CONFIG_FILE
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(config.to_yaml(), encoding="utf-8")
+    return path
