@@ -30,7 +30,9 @@ class AllowedDevice(BaseModel):
 
     friendly_name: str = Field(min_length=1, max_length=128)
     ieee: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{16}$")
-    profile: str = Field(min_length=1, max_length=128, description="profile id, e.g. aqara.WXKG11LM")
+    profile: str = Field(
+        min_length=1, max_length=128, description="profile id, e.g. aqara.WXKG11LM"
+    )
     room: str | None = Field(default=None, max_length=64)
     resident_ref: str | None = Field(default=None, max_length=128)
 
@@ -98,7 +100,7 @@ class GatewayConfig(BaseModel):
 
     def to_yaml(self) -> str:
         data: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
-        return yaml.safe_dump(data, sort_keys=False)
+        return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def load_config(state_dir: Path) -> GatewayConfig:

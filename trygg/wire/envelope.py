@@ -19,7 +19,7 @@ from trygg.wire.clock import parse_ts
 from trygg.wire.ids import is_uuid7
 from trygg.wire.jws import sign_detached, verify_detached
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION: Literal[1] = 1
 MAX_EVENT_BYTES = 16 * 1024
 """Upper bound of one canonical event; larger ones are refused on both sides."""
 
