@@ -1,0 +1,5 @@
+import sys
+
+from trygg.cli import main
+
+sys.exit(main())
