@@ -49,11 +49,15 @@ def evaluate(
     previous_state: Mapping[str, Any],
     message: Mapping[str, Any],
     received_at: datetime,
+    *,
+    retained: bool = False,
 ) -> Evaluation:
     """The events ``message`` raises for a device of ``profile``, and its new edge state.
 
     - action rules raise once per message whose value is listed; an empty, null or
       unlisted action raises nothing (Z2M may follow an action with a cleared one);
+    - a ``retained`` message (the broker's stored copy, sent on subscribing) raises no
+      action: it is an old press, already handled or already lost, never a new one;
     - edge rules raise when a boolean property changes to the rule's value; the first
       value ever seen is recorded without raising, and a message without the property
       (a battery report) or with ``null`` leaves the remembered value alone.
@@ -67,7 +71,7 @@ def evaluate(
     for rule in profile.events:
         value = message.get(rule.prop)
         if isinstance(rule, ActionRule):
-            if _action_fires(rule, value):
+            if _action_fires(rule, value) and not retained:
                 drafts.append(_draft(profile, rule, str(value), message, occurred_at))
         elif isinstance(rule, EdgeRule):
             if value is None:

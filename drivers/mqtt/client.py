@@ -119,9 +119,12 @@ class ManualAckClient(aiomqtt.Client):
                 break
             getter = asyncio.ensure_future(self._inbox.get())
             waiters: set[asyncio.Future[Any]] = {getter, disconnected}
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done() or disconnected.done():
+                    getter.cancel()
             if disconnected.done():
-                getter.cancel()
                 break
             yield getter.result()
         cause = disconnected.exception()

@@ -131,6 +131,8 @@ class BridgeDevice:
 
     ieee: str
     friendly_name: str
+    type: str | None
+    """Coordinator, Router or EndDevice."""
     model: str | None
     vendor: str | None
     model_id: str | None
@@ -167,6 +169,7 @@ def parse_bridge_devices(payload: bytes) -> list[BridgeDevice]:
             BridgeDevice(
                 ieee=ieee,
                 friendly_name=name,
+                type=_opt_str(entry.get("type")),
                 model=_opt_str(definition.get("model")),
                 vendor=_opt_str(definition.get("vendor")),
                 model_id=_opt_str(entry.get("model_id")),

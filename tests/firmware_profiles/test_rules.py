@@ -151,3 +151,9 @@ def test_evaluate_raises_only_z2m_parse_error(
         for draft in result.drafts:
             canonical_json(draft.data)
         assert set(result.state) <= profile.edge_properties
+
+
+def test_a_retained_press_is_not_a_new_alarm_but_a_retained_door_state_counts() -> None:
+    assert evaluate(BUTTON, {}, {"action": "single"}, NOW, retained=True).drafts == []
+    (opened,) = evaluate(DOOR, {"contact": True}, {"contact": False}, NOW, retained=True).drafts
+    assert opened.type == "activity.door_opened"
