@@ -8,6 +8,7 @@ with joserfc so any standard JOSE library can verify it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from typing import Any
@@ -52,6 +53,7 @@ def key_id(key: Ed25519PublicKey) -> str:
     return b64url_encode(digest.digest())
 
 
+@functools.lru_cache(maxsize=64)
 def protected_header(kid: str) -> str:
     """The base64url protected header; member order is fixed so signatures are reproducible."""
     header = {"alg": "EdDSA", "kid": kid, "b64": False, "crit": ["b64"]}
