@@ -103,6 +103,15 @@ class ManualAckClient(aiomqtt.Client):
             self._unacked[received.arrival] = (received, False)
         self._inbox.put_nowait(received)
 
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            # Private: a broken connection leaves its error in ``_disconnected``; read it so
+            # asyncio does not report it as never retrieved (we already logged the cause).
+            if self._disconnected.done() and not self._disconnected.cancelled():
+                self._disconnected.exception()
+
     async def subscribe_all(self, base_topic: str) -> None:
         """Subscribe to ``<base>/#`` at QoS 1; a refused subscription is an error."""
         granted = await self.subscribe(f"{base_topic}/#", qos=1)

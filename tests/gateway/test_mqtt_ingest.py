@@ -237,12 +237,13 @@ async def test_a_failed_commit_is_not_acked_and_the_resent_message_is_stored_onc
 
 
 async def test_presses_while_the_gateway_is_down_arrive_when_it_returns(
-    gateway: Gateway, home: ZigbeeHome, mosquitto: Mosquitto
+    gateway: Gateway, mosquitto: Mosquitto
 ) -> None:
     await gateway.start()
     await gateway.stop()
-    await home.press()
-    await home.press("hold")
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="sim-z2m") as client:
+        await ZigbeeHome(client).press()
+        await ZigbeeHome(client).press("hold")
     # The broker restarts too while the gateway is away; its persistence keeps both.
     await asyncio.to_thread(mosquitto.restart, keep_state=True)
     async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="sim-z2m-2") as client:
