@@ -138,8 +138,8 @@ class EnrolledGateway:
 
 
 @dataclass
-class TestCentre:
-    """State and behaviour switches of the test centre; read by tests, served by uvicorn."""
+class LocalCentre:
+    """The test centre's state and behaviour switches; read by tests, served by uvicorn."""
 
     url: str = ""
     ca_file: Path = Path()
@@ -172,7 +172,7 @@ def _refusal(status: int, reason: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": {"reason": reason, "message": message}}, status_code=status)
 
 
-def build_centre_app(centre: TestCentre, started: threading.Event) -> FastAPI:
+def build_centre_app(centre: LocalCentre, started: threading.Event) -> FastAPI:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -295,9 +295,9 @@ def build_centre_app(centre: TestCentre, started: threading.Event) -> FastAPI:
 
 
 @pytest.fixture
-def centre(local_tls: ServerCertificate) -> Iterator[TestCentre]:
+def centre(local_tls: ServerCertificate) -> Iterator[LocalCentre]:
     """Start the test centre over HTTPS on a free port; stop it after the test."""
-    state = TestCentre(ca_file=local_tls.ca_file)
+    state = LocalCentre(ca_file=local_tls.ca_file)
     started = threading.Event()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
