@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class ManualAckClient(aiomqtt.Client):
         # Private: aiomqtt keeps the paho client in ``_client``; paho 2.2 supports manual
         # acknowledgement but aiomqtt 2.5.1 never turns it on.
         self._client.manual_ack_set(True)
+        self._loop_thread = threading.get_ident()
         self._inbox: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
         self._arrivals = count(1)
         # arrival -> message for every QoS>0 message not yet acknowledged, oldest first;
@@ -143,10 +145,14 @@ class ManualAckClient(aiomqtt.Client):
         """Mark ``message`` done; send PUBACKs for the oldest run of done messages.
 
         MQTT 3.1.1 §4.6 wants acknowledgements in the order the messages arrived, so an
-        ack for a later message waits until every earlier one is acked too. Call it on
-        the event loop thread. A message from another connection is ignored: the broker
-        resends it on this one.
+        ack for a later message waits until every earlier one is acked too. Calls from
+        other threads are handed to the event loop, which drives paho's socket. A message
+        from another connection is ignored: the broker resends it on this one.
         """
+        if threading.get_ident() != self._loop_thread:
+            # paho's socket is driven by the event loop; never write to it from elsewhere.
+            self._loop.call_soon_threadsafe(self.ack, message)
+            return
         if message.qos == 0:
             return
         entry = self._unacked.get(message.arrival)

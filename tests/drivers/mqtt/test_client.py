@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiomqtt
@@ -97,3 +98,13 @@ async def test_received_ends_with_an_error_when_the_broker_goes_away(
         mosquitto.stop()
         with pytest.raises(aiomqtt.MqttError):
             await take(client, 1)
+
+
+async def test_an_ack_from_another_thread_is_sent_by_the_loop(mosquitto: Mosquitto) -> None:
+    async with ManualAckClient(mosquitto.host, mosquitto.port, identifier="gw-e") as client:
+        await client.subscribe_all("z")
+        await publish(mosquitto, "t")
+        (message,) = await take(client, 1)
+        await asyncio.to_thread(client.ack, message)
+        await mosquitto.log_line(rf"Received PUBACK from gw-e \(Mid: {message.mid},")
+        assert client.unacked == 0
