@@ -174,7 +174,10 @@ def cmd_create_resident(args: argparse.Namespace) -> int:
 def read_password(args: argparse.Namespace) -> str:
     """From ``--password-file``, else stdin (prompted when stdin is a terminal)."""
     if args.password_file is not None:
-        text = Path(args.password_file).read_text(encoding="utf-8")
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read the password file: {exc.strerror}") from exc
     elif sys.stdin.isatty():
         text = getpass.getpass("Password: ")
     else:
@@ -233,7 +236,10 @@ def add_commands(commands: Any) -> None:
     """Add the centre's subcommands to an ``add_subparsers()`` object."""
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        # No abbreviations: ``--password`` must never be read as ``--password-file``.
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, allow_abbrev=False
+        )
         _common(parser)
         parser.set_defaults(handler=_guarded(handler))
         return parser
@@ -291,7 +297,9 @@ def register(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trygg center", description="Trygg response centre")
+    parser = argparse.ArgumentParser(
+        prog="trygg center", description="Trygg response centre", allow_abbrev=False
+    )
     parser.add_argument("--log-level", default=os.environ.get("TRYGG_LOG_LEVEL", "INFO"))
     add_commands(parser.add_subparsers(dest="center_command", required=True, metavar="COMMAND"))
     return parser
