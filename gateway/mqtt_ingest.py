@@ -96,6 +96,7 @@ async def _consume(client: ManualAckClient, pipeline: IngestPipeline, stop: asyn
                 failed.set_exception(CommitFailed(f"commit failed for mid {message.mid}"))
             return
         client.ack(message)
+        pipeline.acknowledged(message)
 
     async def read() -> None:
         async for message in client.received():

@@ -124,6 +124,9 @@ class IngestPipeline:
         self._avail: dict[str, AvailabilityRecord] = {}
         self._received: dict[int, ReceivedRecord] = {}
         self._ack_marks: list[tuple[int, str]] = []
+        """Stored marks whose PUBACK went out; flagged in the next commit, lazily."""
+        self._committed_marks: dict[int, tuple[int, str]] = {}
+        """Stored marks by mid whose message may now be acknowledged."""
         self._in_flight: set[asyncio.Future[None]] = set()
         self._last_report: dict[tuple[str, str], datetime] = {}
         self._suppressed: Counter[tuple[str, str]] = Counter()
@@ -155,6 +158,7 @@ class IngestPipeline:
         """
         await self.drain()
         marks, self._ack_marks = self._ack_marks, []
+        self._committed_marks.clear()
         now = self.clock()
 
         def load(
@@ -187,6 +191,12 @@ class IngestPipeline:
             log.exception("ingest failed on mid %d (%s)", message.mid, _subject(message.topic))
             self.counts["internal_error"] += 1
             return self._report("technical.bad_payload", "ingest", "internal error", None)
+
+    def acknowledged(self, message: ReceivedMessage) -> None:
+        """The caller has sent ``message``'s PUBACK: flag its ingest mark (no fsync needed)."""
+        mark = self._committed_marks.pop(message.mid, None)
+        if mark is not None:
+            self._ack_marks.append(mark)
 
     async def handle(self, message: ReceivedMessage) -> None:
         """Submit and wait: for callers that process one message at a time."""
@@ -226,6 +236,7 @@ class IngestPipeline:
         if message.dup and message.qos > 0 and self._already_stored(message, digest):
             self.counts["redelivered"] += 1
             log.info("mid %d from %s was stored before a crash; acking", message.mid, name)
+            self._committed_marks[message.mid] = (message.mid, digest)
             return self._done()
         now = self.clock()
         key = device.friendly_name
@@ -531,7 +542,7 @@ class IngestPipeline:
             return
         self.counts["events"] += len(signed)
         if record is not None:
-            self._ack_marks.append(record)
+            self._committed_marks[record[0]] = record
         for event in signed:
             if event.event.event_class == "alarm":
                 log.info("alarm %s committed (%s)", event.event.event_id, event.event.type)

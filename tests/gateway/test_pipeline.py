@@ -294,13 +294,32 @@ async def test_a_dup_with_another_payload_under_the_same_packet_id_raises(home: 
     assert await home.types() == ["alarm.button", "alarm.button"]
 
 
-async def test_old_ingest_marks_expire(home: Home) -> None:
-    await home.send("bedroom/button", PRESS, mid=11)
-    home.clock.advance(days=8)
+async def ingest_marks(home: Home) -> list[tuple[int, int]]:
+    assert home.outbox is not None
+    return await home.outbox.run(
+        lambda db: db.execute("SELECT mid, acked FROM mqtt_received ORDER BY mid").fetchall()
+    )
+
+
+async def test_ingest_marks_are_flagged_after_the_puback_and_expire(home: Home) -> None:
+    assert home.pipeline is not None
+    first = home.message("bedroom/button", PRESS, mid=11)
+    await home.pipeline.handle(first)
+    await home.send("bedroom/button", PRESS, mid=12)
+    assert await ingest_marks(home) == [(11, 0), (12, 0)]
+    home.pipeline.acknowledged(first)  # the PUBACK went out
+    await home.send("bedroom/button", PRESS, mid=13)  # the flag rides on the next commit
+    assert await ingest_marks(home) == [(11, 1), (12, 0), (13, 0)]
+
+    home.clock.advance(days=2)  # acknowledged marks are forgotten after a day ...
     pipeline = await home.restart()
-    await home.send("bedroom/button", PRESS, mid=11, dup=True)
-    assert await home.types() == ["alarm.button"] * 2
-    assert pipeline.counts["redelivered"] == 0
+    assert await ingest_marks(home) == [(12, 0), (13, 0)]
+    await home.send("bedroom/button", PRESS, mid=12, dup=True)  # ... un-acked ones are not
+    assert pipeline.counts["redelivered"] == 1
+    home.clock.advance(days=6)
+    await home.restart()
+    assert await ingest_marks(home) == []
+    assert await home.types() == ["alarm.button"] * 3
 
 
 async def test_concurrent_messages_share_commits_and_keep_their_order(home: Home) -> None:
