@@ -48,7 +48,9 @@ async def run_mqtt_ingest(
     """Ingest until ``stop`` is set; never returns early because of the broker.
 
     ``on_subscribed`` is called after each successful (re)subscription: tests and the
-    status command use it to know ingest is live.
+    status command use it to know ingest is live. Call :meth:`IngestPipeline.start`
+    first, and close the outbox only after this returns: it raises only when the
+    database itself fails while resyncing, which the daemon must treat as fatal.
     """
     identifier = broker.client_id or f"trygg-{pipeline.gateway_id}"
     failures = 0
