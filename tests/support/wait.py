@@ -25,7 +25,7 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     accept: Callable[[T], bool] = bool,
     *,
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, not for one await
     what: str = "condition",
 ) -> T:
     """Await ``probe()`` until ``accept`` holds for its value; return that value."""
