@@ -1101,6 +1101,19 @@ class Outbox:
             log.info("expired %d delivered rows", total)
         return total
 
+    async def next_due_in(self) -> float | None:
+        """Seconds until the earliest queued row is due (0 if now); None if none is queued."""
+        self._require_open()
+        return await self._submit(self._next_due_in)
+
+    def _next_due_in(self) -> float | None:
+        row = self.db.conn.execute(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'"
+        ).fetchone()
+        if row[0] is None:
+            return None
+        return max(0.0, (parse_ts(str(row[0])) - self._clock()).total_seconds())
+
     async def stats(self) -> OutboxStats:
         """Counts from the writer's own books plus one indexed lookup: cheap under load."""
         self._require_open()
