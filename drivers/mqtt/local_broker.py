@@ -1,7 +1,8 @@
-"""A real mosquitto broker on a free loopback port, with persistence in a temp dir.
+"""A mosquitto broker of our own on a free loopback port, with persistence in a work dir.
 
-Start-up waits for the broker's own "running" line on stderr, never a fixed sleep. The
-full broker log (``log_type all``) is kept so a test can wait for what the broker saw,
+The demo runs the home's broker this way, and the tests use it as their real broker.
+Start-up waits for the broker's own "running" line on stderr, never a fixed sleep. The full
+broker log (``log_type all``) is kept so a test can wait for what the broker saw,
 e.g. ``Received PUBACK from <client>``: an observer the client under test cannot fake.
 """
 
@@ -18,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support.ports import free_port
+from trygg.net import free_port
 
 START_TIMEOUT_S = 10.0
 _CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -28,8 +29,7 @@ def mosquitto_binary() -> str:
     found = shutil.which("mosquitto") or next((c for c in _CANDIDATES if Path(c).exists()), None)
     if found is None:
         raise RuntimeError(
-            "mosquitto is not installed: the MQTT tests start a real broker. "
-            "Install the Debian package: sudo apt-get install mosquitto"
+            "mosquitto is not installed. Install the Debian package: sudo apt-get install mosquitto"
         )
     return found
 

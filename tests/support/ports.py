@@ -1,11 +1,5 @@
 """Free TCP ports on loopback for the services the tests start."""
 
-from __future__ import annotations
+from trygg.net import free_port
 
-import socket
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]
