@@ -736,7 +736,11 @@ class Outbox:
         recorded_at = format_ts(now)
         unix_ms = int(now.timestamp() * 1000)
         signed: list[SignedEvent] = []
+        times: dict[datetime, str] = {}  # batched readings often share a timestamp
         for draft in drafts:
+            occurred_at = times.get(draft.occurred_at)
+            if occurred_at is None:
+                occurred_at = times[draft.occurred_at] = format_ts(draft.occurred_at)
             self._books.seq += 1
             event = Event.model_validate(
                 {
@@ -744,7 +748,7 @@ class Outbox:
                     "gateway_id": self.gateway_id,
                     "boot_id": self.boot_id,
                     "seq": self._books.seq,
-                    "occurred_at": format_ts(draft.occurred_at),
+                    "occurred_at": occurred_at,
                     "recorded_at": recorded_at,
                     "class": draft.event_class,
                     "type": draft.type,
@@ -944,8 +948,11 @@ class Outbox:
         now = format_ts(self._clock())
         conn = self.db.conn
         raw = conn.execute(
+            # Pinned to the partial index: without statistics SQLite would rather sort every
+            # queued row, which grows with the backlog the uplink is trying to drain.
             "SELECT id, event_id, seq, priority, class, type, body, sig, size, attempts,"
-            " created_at FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?"
+            " created_at FROM outbox INDEXED BY outbox_queue"
+            " WHERE state = 'queued' AND next_attempt_at <= ?"
             " ORDER BY priority, seq LIMIT ?",
             (now, limit),
         ).fetchall()

@@ -132,8 +132,11 @@ class Uplink:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def notify(self) -> None:
-        """Something urgent was committed: try to deliver now, not at the next poll."""
+    def notify(self, _event: object = None) -> None:
+        """Something urgent was committed: try to deliver now, not at the next poll.
+
+        Takes (and ignores) an argument so it can be the pipeline's ``on_alarm_committed``.
+        """
         self._wake.set()
 
     def status(self) -> UplinkStatus:
