@@ -204,7 +204,7 @@ async def test_failing_also_rolls_back_its_events_but_not_its_neighbours(
         release.wait(10)
 
     def broken(db: sqlite_utils.Database) -> None:
-        db.execute("INSERT INTO notes VALUES ('half-done')")
+        db.table("notes").insert({"text": "half-done"})  # sqlite-utils' helper: no commit
         raise RuntimeError("state write failed")
 
     blocker = asyncio.ensure_future(outbox.run(hold))
