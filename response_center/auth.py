@@ -13,7 +13,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -79,6 +79,7 @@ class Principal:
     municipality_ids: frozenset[int]
     session_id: int
     via_cookie: bool
+    csrf_hash: str = field(default="", repr=False)
 
 
 class LoginRequest(BaseModel):
@@ -216,6 +217,7 @@ def authenticate(request: Request, ctx: CenterContext) -> Principal:
             select(
                 sessions.c.id,
                 sessions.c.user_id,
+                sessions.c.csrf_hash,
                 users.c.username,
                 users.c.role,
             )
@@ -238,19 +240,16 @@ def authenticate(request: Request, ctx: CenterContext) -> Principal:
         municipality_ids=scope,
         session_id=row.id,
         via_cookie=via_cookie,
+        csrf_hash=row.csrf_hash,
     )
 
 
-def _check_csrf(request: Request, ctx: CenterContext, principal: Principal) -> None:
+def _check_csrf(request: Request, principal: Principal) -> None:
     """Cookie sessions must echo their CSRF token on every state-changing request."""
     if request.method in SAFE_METHODS or not principal.via_cookie:
         return
     sent = request.headers.get(CSRF_HEADER, "")
-    with ctx.engine.connect() as conn:
-        expected = conn.execute(
-            select(sessions.c.csrf_hash).where(sessions.c.id == principal.session_id)
-        ).scalar_one_or_none()
-    if not sent or expected is None or not hmac.compare_digest(hash_token(sent), expected):
+    if not sent or not hmac.compare_digest(hash_token(sent), principal.csrf_hash):
         raise ApiError(
             403, "csrf_failed", f"The {CSRF_HEADER} header is missing or does not match."
         )
@@ -265,7 +264,7 @@ def require_role(*roles: Role) -> Callable[[Request], Principal]:
         principal = authenticate(request, ctx)
         if principal.role not in allowed:
             raise ApiError(403, "forbidden_role", f"The role {principal.role!r} may not do this.")
-        _check_csrf(request, ctx, principal)
+        _check_csrf(request, principal)
         return principal
 
     return dependency
