@@ -1,4 +1,4 @@
-"""``trygg gateway …``: init, enroll, status (the daemon's ``run`` registers beside them).
+"""``trygg gateway …``: init, enroll, run, status.
 
 ``trygg/cli.py`` calls :func:`register`; each subcommand sets ``handler(args) -> int``.
 Expected failures print one line on stderr and exit 2, never a traceback.
@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.config import DEFAULT_STATE_DIR, ConfigError
+from gateway.config import DEFAULT_STATE_DIR, ConfigError, load_config
+from gateway.daemon import run_until_signalled
 from gateway.identity import EnrolmentRefused, IdentityError, enroll, init_gateway
 from gateway.status import collect_status, format_status
 
@@ -103,6 +104,12 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+@_expected_failures("run")
+def _run(args: argparse.Namespace) -> int:
+    run_until_signalled(load_config(state_dir_of(args)))
+    return 0
+
+
 @_expected_failures("status")
 def _status(args: argparse.Namespace) -> int:
     status = collect_status(state_dir_of(args))
@@ -137,6 +144,15 @@ def _add_enroll(
     parser.set_defaults(handler=_enroll)
 
 
+def _add_run(
+    commands: SubParsers[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    parser = commands.add_parser(
+        "run", parents=[common], help="run the gateway daemon until SIGTERM or Ctrl-C"
+    )
+    parser.set_defaults(handler=_run)
+
+
 def _add_status(
     commands: SubParsers[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -150,10 +166,9 @@ def _add_status(
 COMMANDS: list[Callable[[SubParsers[argparse.ArgumentParser], argparse.ArgumentParser], None]] = [
     _add_init,
     _add_enroll,
+    _add_run,
     _add_status,
 ]
-"""Subcommand registrars. The daemon module appends its ``run`` here (or adds it to the
-subparsers :func:`register` returns), using :func:`common_options` and :func:`state_dir_of`."""
 
 
 def register(
