@@ -34,7 +34,7 @@ from response_center.auth import Principal, require_role
 from response_center.context import get_ctx
 from response_center.db.schema import alarm_transitions, alarms, homes, municipalities, residents
 from response_center.errors import ApiError
-from response_center.http import parse_object, raw_body, validate
+from response_center.web import parse_object, raw_body, validate
 from trygg.wire.clock import format_ts
 
 AlarmState = Literal["new", "acknowledged", "resolved"]

@@ -20,9 +20,9 @@ from response_center import alarms, auth, enrolment, ingest, supervision
 from response_center.context import CenterContext, get_ctx, load_receipt_key
 from response_center.db.engine import make_engine, migrate
 from response_center.errors import ApiError, install_error_handlers
-from response_center.http import BodyLimitMiddleware
 from response_center.settings import CenterSettings
 from response_center.supervision import Supervisor
+from response_center.web import BodyLimitMiddleware
 from trygg.wire.clock import Clock, format_ts, system_clock
 
 log = logging.getLogger("trygg.center")

@@ -34,7 +34,7 @@ from response_center.db.schema import (
     users,
 )
 from response_center.errors import ApiError
-from response_center.http import json_object, validate
+from response_center.web import json_object, validate
 from trygg.wire.clock import format_ts
 
 log = logging.getLogger("trygg.center.auth")

@@ -31,7 +31,7 @@ from response_center.db.schema import (
     security_events,
 )
 from response_center.errors import ApiError
-from response_center.http import json_object, validate
+from response_center.web import json_object, validate
 from trygg.wire.clock import Clock
 from trygg.wire.jws import JwsError, key_id, public_key_from_b64url
 from trygg.wire.messages import EnrolmentAnswer, EnrolmentRequest

@@ -42,7 +42,7 @@ from response_center.db.dialect import insert_many_ignoring_conflicts, one_of, u
 from response_center.db.schema import devices, events, gateways
 from response_center.errors import ApiError, describe_validation_error
 from response_center.gateways import Gateway, authenticate_gateway, load_gateway
-from response_center.http import raw_body
+from response_center.web import raw_body
 from trygg.wire.canonical import CanonicalJsonError, parse_json_object
 from trygg.wire.clock import format_ts, parse_ts
 from trygg.wire.envelope import SignedEvent, verify_event

@@ -23,8 +23,8 @@ from response_center.context import CenterContext, client_ip, get_ctx
 from response_center.db.schema import alarms, gateways
 from response_center.errors import ApiError, describe_validation_error
 from response_center.gateways import authenticate_gateway
-from response_center.http import json_object
 from response_center.settings import CenterSettings
+from response_center.web import json_object
 from trygg.wire.canonical import CanonicalJsonError, canonical_json
 from trygg.wire.clock import Clock, format_ts, parse_ts
 from trygg.wire.jws import JwsError, read_header, verify_detached
