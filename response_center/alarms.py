@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,7 +44,7 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     "acknowledged": frozenset({"new"}),
     "resolved": frozenset({"new", "acknowledged"}),
 }
-OPERATOR_OUTCOMES = (
+Outcome = Literal[
     "help_dispatched",
     "handled_by_phone",
     "false_alarm",
@@ -52,8 +52,11 @@ OPERATOR_OUTCOMES = (
     "no_action_needed",
     "technical_fixed",
     "other",
-)
+]
+"""What an operator may record when resolving; the journal maps these to VKP outcomes."""
+OPERATOR_OUTCOMES: tuple[str, ...] = get_args(Outcome)
 SYSTEM_OUTCOMES = ("gateway_back",)
+"""Recorded only by the centre itself (the supervisor), never accepted from the API."""
 SYSTEM_ACTOR = "system"
 
 
@@ -334,15 +337,7 @@ class AcknowledgeRequest(BaseModel):
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: Literal[
-        "help_dispatched",
-        "handled_by_phone",
-        "false_alarm",
-        "test_alarm",
-        "no_action_needed",
-        "technical_fixed",
-        "other",
-    ]
+    outcome: Outcome
     note: str | None = Field(default=None, max_length=2000)
 
 
