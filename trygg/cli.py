@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per HTTP request drowns what matters; our own modules log the outcome.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

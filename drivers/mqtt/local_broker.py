@@ -37,8 +37,10 @@ def mosquitto_binary() -> str:
 class Mosquitto:
     """One broker; ``start()``, ``stop()`` and ``restart()`` keep the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, log_all: bool = True) -> None:
+        """``log_all=False`` keeps only notices and worse, for long-running use (the demo)."""
         self.workdir = workdir
+        self.log_all = log_all
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.data_dir = workdir / "data"
@@ -56,7 +58,16 @@ class Mosquitto:
             f"persistence_location {self.data_dir}/",
             "autosave_interval 0",
             "log_dest stderr",
-            "log_type all",
+            *(
+                ["log_type all"]
+                if self.log_all
+                else [
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_type information",
+                ]
+            ),
             "log_timestamp false",
             "max_queued_messages 10000",
         ]
