@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,8 +91,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
     cluster = start_temp_postgres()
+    state = Path(mkdtemp(prefix="trygg-bench-"))
     try:
-        state = Path(mkdtemp(prefix="trygg-bench-"))
         settings = CenterSettings(
             state_dir=state, database_url=cluster.create_database(), supervisor_enabled=False
         )
@@ -107,6 +108,7 @@ def main() -> None:
         )
     finally:
         cluster.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
