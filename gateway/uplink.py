@@ -38,7 +38,7 @@ from trygg.wire.canonical import CanonicalJsonError, canonical_json, parse_json_
 from trygg.wire.clock import Clock, format_ts, system_clock
 from trygg.wire.jws import key_id, sign_detached
 from trygg.wire.messages import Heartbeat, HeartbeatAnswer
-from trygg.wire.receipt import Receipt, verify_receipt
+from trygg.wire.receipt import Receipt, ReceiptError, verify_receipts
 
 log = logging.getLogger("trygg.gateway.uplink")
 security_log = logging.getLogger("trygg.gateway.security")
@@ -350,22 +350,21 @@ class Uplink:
     ) -> tuple[list[Receipt], tuple[int, str] | None]:
         """Receipts that verify with the centre key and name this batch's events, once each."""
         try:
-            items = parse_json_object(content).get("receipts")
+            answer = parse_json_object(content)
         except CanonicalJsonError as exc:
             return [], (len(rows), f"answer is not JSON: {exc}")
-        if not isinstance(items, list):
-            return [], (len(rows), "answer has no receipts list")
+        listed = answer.get("receipts")
+        if isinstance(listed, list) and len(listed) > 2 * len(rows):
+            return [], (len(rows), "answer holds more receipts than the batch had events")
+        try:
+            receipts = verify_receipts(answer, self._center_key)
+        except ReceiptError as exc:
+            return [], (len(rows), str(exc)[:160])
         wanted = {row.event_id for row in rows}
         verified: dict[str, Receipt] = {}
         bad = 0
         why = ""
-        for item in items[: 2 * len(rows)]:
-            try:
-                receipt = verify_receipt(item, self._center_key)
-            except (ValueError, TypeError, AttributeError) as exc:
-                bad += 1
-                why = why or type(exc).__name__ + ": " + str(exc)[:120]
-                continue
+        for receipt in receipts:
             if receipt.event_id not in wanted or receipt.gateway_id != self._enrolment.gateway_id:
                 bad += 1
                 why = why or "receipt names another event or gateway"

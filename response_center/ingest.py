@@ -48,7 +48,7 @@ from trygg.wire.clock import format_ts, parse_ts
 from trygg.wire.envelope import SignedEvent, verify_event
 from trygg.wire.jws import JwsError, read_header
 from trygg.wire.messages import MAX_BATCH_EVENTS
-from trygg.wire.receipt import Receipt, SignedReceipt, sign_receipt
+from trygg.wire.receipt import Receipt, sign_receipts
 
 log = logging.getLogger("trygg.center.ingest")
 
@@ -526,7 +526,7 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return code in ("40001", "40P01")
 
 
-def ingest(ctx: CenterContext, raw: bytes, source_ip: str | None) -> list[SignedReceipt]:
+def ingest(ctx: CenterContext, raw: bytes, source_ip: str | None) -> list[Receipt]:
     """Handle one batch body end to end; raise ApiError for batch-level refusals."""
     try:
         entries = parse_batch(raw)
@@ -555,7 +555,6 @@ def ingest(ctx: CenterContext, raw: bytes, source_ip: str | None) -> list[Signed
             if attempt == STORE_ATTEMPTS or not _is_retryable(exc):
                 raise
             log.warning("gateway %s: batch retry %d after %s", gateway.id, attempt, type(exc))
-    signed = [sign_receipt(r, ctx.receipt_key, ctx.receipt_kid) for r in receipts]
     counts: dict[str, int] = {}
     for r in receipts:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -566,7 +565,7 @@ def ingest(ctx: CenterContext, raw: bytes, source_ip: str | None) -> list[Signed
         counts,
         (time.perf_counter() - started) * 1000,
     )
-    return signed
+    return receipts
 
 
 router = APIRouter()
@@ -576,4 +575,4 @@ router = APIRouter()
 def post_events(request: Request, body: Annotated[bytes, Depends(raw_body)]) -> JSONResponse:
     ctx = get_ctx(request)
     receipts = ingest(ctx, body, client_ip(request))
-    return JSONResponse({"receipts": [r.to_wire() for r in receipts]})
+    return JSONResponse(sign_receipts(receipts, ctx.receipt_key, ctx.receipt_kid))

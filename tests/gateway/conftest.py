@@ -38,7 +38,7 @@ from trygg.wire.jws import (
     verify_detached,
 )
 from trygg.wire.messages import EnrolmentRequest, Heartbeat
-from trygg.wire.receipt import Receipt, sign_receipt
+from trygg.wire.receipt import Receipt, sign_receipts
 
 START = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
@@ -270,8 +270,8 @@ def build_centre_app(centre: LocalCentre, started: threading.Event) -> FastAPI:
                     )
                     centre.stored[event.event_id] = receipt
                     centre.events.append(event)
-            receipts.append(sign_receipt(receipt, key, kid).to_wire())
-        return JSONResponse({"receipts": receipts})
+            receipts.append(receipt)
+        return JSONResponse(sign_receipts(receipts, key, kid))
 
     @app.post("/v1/heartbeat")
     async def heartbeat(request: Request) -> JSONResponse:

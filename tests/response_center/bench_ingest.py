@@ -80,7 +80,7 @@ def _worker(settings: CenterSettings, bodies: list[bytes], start: float) -> int:
         time.sleep(0.001)
     stored = 0
     for body in bodies:
-        stored += sum(r.receipt.status == "accepted" for r in ingest(ctx, body, "127.0.0.1"))
+        stored += sum(r.status == "accepted" for r in ingest(ctx, body, "127.0.0.1"))
     ctx.engine.dispose()
     return stored
 

@@ -17,7 +17,7 @@ from trygg.wire.clock import format_ts
 from trygg.wire.envelope import DEFAULT_PRIORITY, DeviceRef, Event, SignedEvent, sign_event
 from trygg.wire.ids import uuid7
 from trygg.wire.jws import b64url_encode, key_id, public_key_bytes, public_key_from_b64url
-from trygg.wire.receipt import Receipt, verify_receipt
+from trygg.wire.receipt import Receipt, verify_receipts
 
 START = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
@@ -94,7 +94,7 @@ class FakeGateway:
         """Verify every receipt with the centre key received at enrolment."""
         assert answer.status_code == 200, answer.text
         key = public_key_from_b64url(self.center_public_key)
-        return [verify_receipt(item, key) for item in answer.json()["receipts"]]
+        return verify_receipts(answer.json(), key)
 
 
 def batch(*signed: SignedEvent) -> dict[str, Any]:

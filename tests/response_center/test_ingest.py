@@ -386,7 +386,7 @@ async def test_concurrent_identical_batches_store_each_event_once(
 
     def post(ctx: CenterContext) -> list[Receipt]:
         start.wait()
-        return [signed.receipt for signed in ingest(ctx, body, "127.0.0.1")]
+        return ingest(ctx, body, "127.0.0.1")
 
     def run_all() -> list[list[Receipt]]:
         with ThreadPoolExecutor(len(workers) * 2) as pool:

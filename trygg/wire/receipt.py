@@ -2,12 +2,13 @@
 
 The gateway deletes an outbox row only on a receipt it has verified with the centre's key
 received at enrolment, so a proxy, a stale cache or a forged answer can never make it drop
-an alarm.
+an alarm. One signature covers all the receipts of a batch: signing and verifying each of
+500 receipts would cost the centre and the gateway more than the events themselves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -17,6 +18,10 @@ from trygg.wire.canonical import canonical_json
 from trygg.wire.jws import sign_detached, verify_detached
 
 ReceiptStatus = Literal["accepted", "duplicate", "rejected"]
+
+
+class ReceiptError(ValueError):
+    """An answer whose receipts are malformed or whose signature does not verify."""
 
 
 class Receipt(BaseModel):
@@ -40,24 +45,24 @@ class Receipt(BaseModel):
         return self.status in ("accepted", "duplicate")
 
 
-@dataclass(frozen=True, slots=True)
-class SignedReceipt:
-    receipt: Receipt
-    sig: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"receipt": self.receipt.to_wire(), "sig": self.sig}
-
-
-def sign_receipt(receipt: Receipt, key: Ed25519PrivateKey, kid: str) -> SignedReceipt:
-    return SignedReceipt(receipt, sign_detached(canonical_json(receipt.to_wire()), key, kid))
+def sign_receipts(receipts: Sequence[Receipt], key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
+    """The answer body ``{"receipts": [...], "sig": ...}``, signed over ``{"receipts": [...]}``."""
+    listed = [r.to_wire() for r in receipts]
+    return {
+        "receipts": listed,
+        "sig": sign_detached(canonical_json({"receipts": listed}), key, kid),
+    }
 
 
-def verify_receipt(raw: dict[str, Any], key: Ed25519PublicKey) -> Receipt:
-    """Verify one ``{"receipt": {...}, "sig": "..."}`` object; raise ValueError if it fails."""
-    body = raw.get("receipt")
-    sig = raw.get("sig")
-    if not isinstance(body, dict) or not isinstance(sig, str):
-        raise ValueError("receipt must be an object with receipt and sig")
-    verify_detached(sig, canonical_json(body), key)
-    return Receipt.model_validate(body)
+def verify_receipts(answer: Any, key: Ed25519PublicKey) -> list[Receipt]:
+    """Verify an answer body's one signature, then parse its receipts; raise ReceiptError."""
+    if not isinstance(answer, dict):
+        raise ReceiptError("the answer is not a JSON object")
+    listed, sig = answer.get("receipts"), answer.get("sig")
+    if not isinstance(listed, list) or not isinstance(sig, str):
+        raise ReceiptError("the answer needs a receipts list and a sig")
+    try:
+        verify_detached(sig, canonical_json({"receipts": listed}), key)
+        return [Receipt.model_validate(item) for item in listed]
+    except ValueError as exc:
+        raise ReceiptError(f"receipts refused: {exc}") from exc
