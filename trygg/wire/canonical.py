@@ -103,10 +103,13 @@ def canonical_json(value: Any) -> bytes:
     if kind != _PLAIN:
         return bytes(rfc8785.dumps(value))
     try:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        return text.encode("utf-8")
+        return _SORTED_COMPACT.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalJsonError("strings must be valid Unicode (no lone surrogates)") from exc
+
+
+_SORTED_COMPACT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+"""Built once: ``json.dumps`` with non-default options builds a new encoder on every call."""
 
 
 def parse_json_object(raw: bytes | str) -> dict[str, Any]:
