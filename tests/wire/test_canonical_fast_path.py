@@ -45,3 +45,20 @@ def test_lone_surrogate_is_refused() -> None:
         canonical_json({"k": "\ud800"})
     with pytest.raises(CanonicalJsonError):
         canonical_json({"k": 1.5})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: "a"},
+        {"a": {2: "b"}},
+        {"\U0001f600": 1.5},
+        {"\U0001f600": [1, {"x": 0.1}]},
+        {"a": [2**53]},
+        {"a": {"b": [{"c": b"bytes"}]}},
+        {"a": (1, 2)},
+    ],
+)
+def test_nothing_unsignable_slips_through_at_any_depth(value: dict[Any, Any]) -> None:
+    with pytest.raises(CanonicalJsonError):
+        canonical_json(value)

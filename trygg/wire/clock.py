@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,11 +27,11 @@ def format_ts(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+
+
 def parse_ts(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with an offset or Z into an aware UTC datetime."""
-    if not isinstance(text, str) or len(text) > 40:
-        raise ValueError("timestamp must be an RFC 3339 string")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError("timestamp must carry a UTC offset")
-    return moment.astimezone(UTC)
+    if not isinstance(text, str) or not _RFC3339.match(text):
+        raise ValueError("timestamp must be RFC 3339 with a UTC offset, e.g. 2026-01-31T08:30:00Z")
+    return datetime.fromisoformat(text).astimezone(UTC)

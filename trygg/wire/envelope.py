@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from trygg.wire.canonical import MAX_SAFE_INTEGER, canonical_json, check_signable
 from trygg.wire.clock import parse_ts
@@ -33,6 +33,9 @@ DEFAULT_PRIORITY: dict[str, int] = {
     "heartbeat": 9,
 }
 """Lower is more urgent; the outbox and the uplink read ``ORDER BY priority, seq``."""
+
+_CANONICALISED = "canonicalised"
+"""Validation context flag: the whole event was already checked by canonical_json."""
 
 _TYPE = re.compile(r"^[a-z]+(\.[a-z0-9_]+)+$")
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]{0,127}$")
@@ -105,8 +108,9 @@ class Event(BaseModel):
 
     @field_validator("data")
     @classmethod
-    def _signable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_signable(value, "$.data")
+    def _signable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not (info.context and info.context.get(_CANONICALISED)):
+            check_signable(value, "$.data")
         return value
 
     @model_validator(mode="after")
@@ -152,4 +156,5 @@ def verify_event(raw_event: dict[str, Any], sig: str, key: Ed25519PublicKey) -> 
     if len(body) > MAX_EVENT_BYTES:
         raise ValueError(f"event is {len(body)} bytes; the limit is {MAX_EVENT_BYTES}")
     verify_detached(sig, body, key)
-    return SignedEvent(event=Event.model_validate(raw_event), body=body, sig=sig)
+    event = Event.model_validate(raw_event, context={_CANONICALISED: True})
+    return SignedEvent(event=event, body=body, sig=sig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
@@ -19,9 +20,9 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
 def is_uuid7(text: str) -> bool:
-    try:
-        parsed = uuid.UUID(text)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return parsed.version == 7 and str(parsed) == text
+    """True for a UUIDv7 in its canonical lower-case form, the only form we accept."""
+    return isinstance(text, str) and _UUID7.match(text) is not None
