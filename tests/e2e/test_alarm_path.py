@@ -38,7 +38,7 @@ async def test_button_press_becomes_one_open_alarm_with_a_valid_signature(
     # Once the gateway has its receipt nothing is left to send, and there is still one alarm.
     def settled() -> bool:
         status = collect_status(site.gateway_dir)
-        return status.to_json()["outbox"]["depth"] == 0
+        return bool(status.to_json()["outbox"]["depth"] == 0)
 
     async def outbox_settled() -> bool:
         return settled()
