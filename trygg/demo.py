@@ -63,10 +63,15 @@ def banner(site: LocalSite, broker_port: int) -> str:
         [
             "",
             "Trygg demo is running.",
-            f"  Response centre: {site.center_url}/",
+            f"  Response centre: {site.center_url}  (TLS CA to trust: {site.ca_file})",
             f"  Operator login:  {OPERATOR} / {site.operator_password}",
-            f"  Alarm API:       {site.center_url}/v1/alarms (after POST /v1/session)",
-            f"  TLS CA to trust: {site.ca_file}",
+            "  The alarm queue, as an operator's console reads it:",
+            f"    curl -s --cacert {site.ca_file} -c /tmp/trygg-demo.cookies "
+            f"-H 'Content-Type: application/json' "
+            f'-d \'{{"username":"{OPERATOR}","password":"{site.operator_password}"}}\' '
+            f"{site.center_url}/v1/session",
+            f"    curl -s --cacert {site.ca_file} -b /tmp/trygg-demo.cookies "
+            f"{site.center_url}/v1/alarms",
             "  Press the button yourself:",
             f"    {python} -m drivers.simulators.zigbee_home --port {broker_port} press",
             f"  Gateway status:  {python} -m trygg gateway status --state-dir {site.gateway_dir}",
