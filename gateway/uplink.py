@@ -204,13 +204,16 @@ class Uplink:
     async def _heartbeat_loop(self) -> None:
         next_at = self._clock()
         while True:
-            if self._clock() >= next_at:
+            due_at = self._clock()
+            if due_at >= next_at:
                 try:
                     await self.send_heartbeat()
                     await self._outbox.maintain()
                 except Exception:
                     log.exception("heartbeat or outbox maintenance failed; next one as planned")
-                next_at = self._clock() + timedelta(seconds=self.heartbeat_interval_s)
+                # Counted from when this one was due, not from when sending finished, so a
+                # slow centre does not stretch the interval the centre supervises us by.
+                next_at = due_at + timedelta(seconds=self.heartbeat_interval_s)
             remaining = (next_at - self._clock()).total_seconds()
             await asyncio.sleep(min(max(remaining, 0.01), HEARTBEAT_TICK_S))
 
