@@ -109,6 +109,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except RuntimeError as exc:  # a part that could not start says why in its message
+        sys.stderr.write(f"trygg demo: error: {exc}\n")
+        return 2
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
