@@ -1,8 +1,8 @@
 """What MQTT ingest must remember across restarts, in the outbox's database.
 
-- ``ingest_device_state``: each device's last edge-property values (``contact``), so a
-  door that was open before a restart does not raise "opened" again, and one that closed
-  while we were away does raise "closed".
+- ``ingest_device_state``: each device's remembered rule state (``contact``, an enum such
+  as ``fall_down_status``, a threshold side), so a door that was open before a restart
+  does not raise "opened" again, and one that closed while we were away does raise "closed".
 - ``ingest_availability``: what was last *raised* for each device and for the bridge
   (online/offline) and what was last *observed*, so each change is raised once and
   cleared once, and offlines held back during a bridge outage can be raised later.
@@ -25,6 +25,7 @@ from typing import Literal
 
 import sqlite_utils
 
+from firmware_profiles.rules import StateValue
 from gateway.outbox import Migration
 from trygg.wire.clock import format_ts
 
@@ -82,21 +83,23 @@ class ReceivedRecord:
 # --- device edge state --------------------------------------------------------------------
 
 
-def load_device_states(db: sqlite_utils.Database) -> dict[str, dict[str, bool]]:
-    """Every device's remembered edge values; unreadable rows count as unknown."""
-    states: dict[str, dict[str, bool]] = {}
+def load_device_states(db: sqlite_utils.Database) -> dict[str, dict[str, StateValue]]:
+    """Every device's remembered rule state; unreadable rows and values count as unknown."""
+    states: dict[str, dict[str, StateValue]] = {}
     for device, text in db.execute("SELECT device, state FROM ingest_device_state").fetchall():
         try:
             raw = json.loads(text)
         except ValueError:
             continue
         if isinstance(raw, dict):
-            states[str(device)] = {str(k): v for k, v in raw.items() if isinstance(v, bool)}
+            states[str(device)] = {
+                str(k): v for k, v in raw.items() if isinstance(v, bool | int | str)
+            }
     return states
 
 
 def save_device_state(
-    db: sqlite_utils.Database, device: str, state: Mapping[str, bool], now: datetime
+    db: sqlite_utils.Database, device: str, state: Mapping[str, StateValue], now: datetime
 ) -> None:
     db.execute(
         "INSERT INTO ingest_device_state (device, state, updated_at) VALUES (?, ?, ?)"

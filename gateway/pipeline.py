@@ -53,7 +53,7 @@ from drivers.mqtt.zigbee2mqtt import (
     parse_bridge_state,
     parse_state,
 )
-from firmware_profiles.rules import DraftSpec, evaluate
+from firmware_profiles.rules import DraftSpec, StateValue, evaluate
 from firmware_profiles.schema import Profile
 from gateway.config import AllowedDevice
 from gateway.ingest_state import (
@@ -120,7 +120,7 @@ class IngestPipeline:
         self._by_name = {d.friendly_name: d for d in self.allowed}
         self._by_ieee = {d.ieee.lower(): d for d in self.allowed if d.ieee}
         self._ieee_of_name: dict[str, str] = {}
-        self._edge: dict[str, dict[str, bool]] = {}
+        self._edge: dict[str, dict[str, StateValue]] = {}
         self._avail: dict[str, AvailabilityRecord] = {}
         self._received: dict[int, ReceivedRecord] = {}
         self._ack_marks: list[tuple[int, str]] = []
@@ -164,7 +164,9 @@ class IngestPipeline:
         def load(
             db: sqlite_utils.Database,
         ) -> tuple[
-            dict[str, dict[str, bool]], dict[str, AvailabilityRecord], dict[int, ReceivedRecord]
+            dict[str, dict[str, StateValue]],
+            dict[str, AvailabilityRecord],
+            dict[int, ReceivedRecord],
         ]:
             mark_acked(db, marks)
             expired = expire_received(db, now)
@@ -249,6 +251,11 @@ class IngestPipeline:
             self.counts["bad_payload"] += 1
             log.warning("bad payload from %s (mid %d): %s", key, message.mid, exc.reason)
             return self._report("technical.bad_payload", key, exc.reason, device)
+        if result.rejected:
+            # Part of the message was refused; what was valid in it is used below.
+            self.counts["bad_values"] += 1
+            reasons = "; ".join(r.text for r in result.rejected)
+            log.warning("bad values from %s (mid %d): %s", key, message.mid, reasons)
         drafts = [self._event_draft(spec, device, profile) for spec in result.drafts]
         writes: list[Write] = []
         if result.state != self._edge.get(key, {}):
