@@ -361,16 +361,27 @@ def _count_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, in
 
 
 def query_stats(conn: sqlite3.Connection, now: datetime) -> OutboxStats:
-    """Count everything from the database itself (for a reader in another process)."""
-    return _build_stats(
-        _count_rows(conn),
-        oldest=_oldest_undelivered(conn),
-        evicted=_evicted_from_meta(conn),
-        last_delivery_at=_get_meta(conn, _META_LAST_DELIVERY),
-        seq=int(_get_meta(conn, _META_SEQ) or "0"),
-        boot_id=_get_meta(conn, _META_BOOT),
-        now=now,
-    )
+    """Count everything from the database itself (for a reader in another process).
+
+    All reads share one transaction: each SELECT on its own would see the daemon's latest
+    commit, and a status taken under load would pair row counts with a later ``seq``.
+    """
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _build_stats(
+            _count_rows(conn),
+            oldest=_oldest_undelivered(conn),
+            evicted=_evicted_from_meta(conn),
+            last_delivery_at=_get_meta(conn, _META_LAST_DELIVERY),
+            seq=int(_get_meta(conn, _META_SEQ) or "0"),
+            boot_id=_get_meta(conn, _META_BOOT),
+            now=now,
+        )
+    finally:
+        if own:
+            conn.execute("COMMIT")
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
