@@ -294,8 +294,14 @@ def _threshold(
 ) -> list[tuple[str, str | None]]:
     if not isinstance(value, Decimal):
         return []
-    side = HIGH if value > rule.above else LOW if value < rule.clear_below else before
-    if side is None or side == before:
+    if value > rule.above:
+        side: StateValue = HIGH
+    elif value < rule.clear_below or before is None:
+        # A first value between the limits is not above them: going above next is a rise.
+        side = LOW
+    else:
+        side = before
+    if side == before:
         return []
     state[rule.prop] = side
     if before is None:

@@ -377,8 +377,9 @@ class ThresholdRule(_RuleBase):
     ``clear_below`` raises ``clear_type`` once (if given) and re-arms the rule.
 
     Values between the two change nothing, so a reading hovering at the limit cannot
-    flood the outbox. Comparisons are strict. An alarm is cleared by an operator, never
-    by a sensor, so alarm-class rules have no ``clear_type``.
+    flood the outbox; a first value between them counts as below. Comparisons are strict.
+    An alarm is cleared by an operator, never by a sensor, so alarm-class rules have no
+    ``clear_type``.
     """
 
     kind: Literal["threshold"]
