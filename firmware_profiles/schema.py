@@ -640,8 +640,6 @@ def _check_supervision(profile: Profile, readings: Mapping[str, AnyReading]) -> 
     has_battery_rule = (
         supervision.battery_low_property is not None or supervision.battery_low_percent is not None
     )
-    if profile.power_source == "battery" and not has_battery_rule:
-        raise ValueError("a battery device needs battery_low_property or battery_low_percent")
     if profile.power_source == "mains" and has_battery_rule:
         raise ValueError("a mains device has no battery to supervise")
 

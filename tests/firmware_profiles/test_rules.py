@@ -170,7 +170,7 @@ def test_a_first_report_that_is_an_alarm_raises_unless_retained(
     assert evaluate(profile, stale.state, message, NOW).drafts == []
 
 
-# --- enum rules ----------------------------------------------------------------------------------
+# --- enum rules --------------------------------------------------------------------------------
 
 
 def test_fall_status_raises_once_per_entry_into_fall() -> None:

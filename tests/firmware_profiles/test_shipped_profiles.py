@@ -72,6 +72,11 @@ def _problems(path: Path, profile: Profile) -> list[str]:
     if profile.power_source == "battery":
         check(supervision.liveness == "reports", "a sleepy device cannot be pinged")
         check(
+            supervision.battery_low_property is not None
+            or supervision.battery_low_percent is not None,
+            "no way to tell its battery is low",
+        )
+        check(
             supervision.offline_after < Z2M_PASSIVE_DEFAULT,
             f"offline only after {supervision.offline_after}: no better than Z2M's 25 h",
         )
