@@ -1,11 +1,14 @@
 """``trygg``: one command for the gateway, the response centre and the demo.
 
-Each part registers its own subcommands, so this file only wires them together.
+Each part registers its own subcommands, so this file only wires them together. Only the
+part named on the command line is imported: the gateway daemon on a Raspberry Pi must not
+carry the response centre's web and database stack in memory (about 30 MiB of its RSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -13,12 +16,12 @@ from collections.abc import Sequence
 
 from trygg import __version__
 
+PARTS = {"gateway": "gateway.cli", "center": "response_center.cli", "demo": "trygg.demo"}
+"""Each part's module, which has ``register(subparsers)``."""
 
-def build_parser() -> argparse.ArgumentParser:
-    from gateway import cli as gateway_cli
-    from response_center import cli as center_cli
-    from trygg import demo
 
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``trygg`` parser with every part, or with ``only`` that one (its import alone)."""
     parser = argparse.ArgumentParser(
         prog="trygg", description="Trygg welfare-technology gateway and response centre"
     )
@@ -29,15 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
     parts = parser.add_subparsers(dest="part", required=True, metavar="{gateway,center,demo}")
-    gateway_cli.register(parts)
-    center_cli.register(parts)
-    demo.register(parts)
+    for name, module in PARTS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(parts)
     return parser
 
 
+def chosen_part(argv: Sequence[str]) -> str | None:
+    """The part a command line names (the first word that is one), else None for all."""
+    return next((word for word in argv if word in PARTS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(chosen_part(words))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
