@@ -147,7 +147,11 @@ class OutboxRow:
 
 @dataclass(frozen=True, slots=True)
 class TransportFailure:
-    """Why a batch did not get receipts, and how long the link backs off before retrying."""
+    """Why a batch did not get receipts, and how long its rows are held before they are due.
+
+    A link-wide failure holds nothing (the uplink itself waits); a hold is for rows that fail
+    on their own, such as an event the centre keeps refusing.
+    """
 
     reason: str
     retry_in_s: float = 0.0
@@ -1011,8 +1015,7 @@ class Outbox:
 
         ``receipts`` are receipts the caller has verified: accepted/duplicate → delivered,
         rejected → dead with the reason. Every other row of the batch goes back to queued
-        with ``attempts+1``, due after ``failure.retry_in_s`` (the link's backoff), carrying
-        ``failure.reason``.
+        with ``attempts+1``, due after ``failure.retry_in_s``, carrying ``failure.reason``.
         """
         self._require_open()
         return await self._submit(self._settle, list(receipts), failure)

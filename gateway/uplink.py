@@ -6,9 +6,12 @@ naming one of the batch's events; an answer that does not verify counts as a tra
 failure and is logged as a security problem, so a proxy, a stale cache or a forger can never
 make the gateway drop an alarm.
 
-Failures back off (capped exponential, full jitter, injected random source); the same delay
-is stamped on the failed rows, so they come due exactly when the link retries and alarms keep
-their place at the head. 401/403 (gateway unknown or revoked) back off at the cap. A 400/413
+Failures back off (capped exponential, full jitter, injected random source). The link waits,
+not the rows: a failed batch goes back to the queue due at once, so whenever the link tries
+again (after its backoff, or early because a new alarm woke it) the queue is read in priority
+order and the failed batch's alarms keep their place at the head. (Stamping the delay on the
+failed rows let rows never tried, such as door events, overtake those alarms for up to the
+cap once the centre was back.) 401/403 (gateway unknown or revoked) back off at the cap. A 400/413
 splits the batch; a single event the centre still refuses waits at the cap while the rest of
 the queue moves on, and is retried, never dropped. ``notify()`` wakes the loop at once (the
 pipeline calls it when an alarm is committed), so alarm latency is not a polling interval.
@@ -284,7 +287,8 @@ class Uplink:
             self._failures,
             delay,
         )
-        summary = await self._outbox.settle([], failure=TransportFailure(reason, delay))
+        # The link backs off (the delivery loop waits ``delay``); the rows stay due at once.
+        summary = await self._outbox.settle([], failure=TransportFailure(reason, 0.0))
         return Attempt(kind, claimed=len(rows), requeued=summary.requeued, retry_in_s=delay)
 
     async def _split(self, rows: list[OutboxRow], reason: str) -> Attempt:

@@ -180,7 +180,7 @@ async def test_a_down_centre_gets_capped_jittered_backoff_and_rows_stay(
         attempt = await uplink.deliver_once()
         assert attempt.kind == "failed"
         delays.append(attempt.retry_in_s)
-        assert await uplink.deliver_once() == type(attempt)("idle")  # not due before the delay
+        assert await outbox.next_due_in() == 0.0  # the link waits out the delay, not the row
         clock.advance(attempt.retry_in_s)
 
     # Bounds 0.01, 0.02, 0.04 (cap), 0.04, 0.04, each scaled by the injected draw.
@@ -189,6 +189,28 @@ async def test_a_down_centre_gets_capped_jittered_backoff_and_rows_stay(
     state, attempts, error = (await states(outbox))["alarm.button"]
     assert (state, attempts) == ("queued", 5)
     assert error is not None and "cannot reach" in error
+
+
+async def test_alarms_of_a_failed_batch_stay_ahead_when_an_alarm_wakes_the_link_early(
+    open_outbox: OpenOutbox, make_uplink: MakeUplink, centre: LocalCentre
+) -> None:
+    """An outage, a door event, a new alarm waking the link before its backoff ran out, and
+    the centre is back: the old alarm must not wait behind the door event (regression: the
+    failed batch was stamped with the link's delay, so rows never tried overtook it)."""
+    outbox = await open_outbox()
+    [first] = await outbox.commit([draft("alarm")])
+    centre.mode = "error_500"
+    uplink = make_uplink(outbox)
+    assert (await uplink.deliver_once()).kind == "failed"  # the injected clock stands still
+    await outbox.commit([draft("activity")])
+    [second] = await outbox.commit([draft("alarm", "alarm.fall")])
+    centre.mode = "ok"
+
+    while (await uplink.deliver_once()).kind != "idle":  # what notify() makes the loop do
+        pass
+
+    assert [e.type for e in centre.events] == ["alarm.button", "alarm.fall", "activity.door_opened"]
+    assert centre.events[0] == first.event and centre.events[1] == second.event
 
 
 @pytest.mark.parametrize("mode", ["unknown_gateway", "revoked"])
