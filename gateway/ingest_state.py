@@ -3,9 +3,9 @@
 - ``ingest_device_state``: each device's remembered rule state (``contact``, an enum such
   as ``fall_down_status``, a threshold side), so a door that was open before a restart
   does not raise "opened" again, and one that closed while we were away does raise "closed".
-- ``ingest_availability``: what was last *raised* for each device and for the bridge
-  (online/offline) and what was last *observed*, so each change is raised once and
-  cleared once, and offlines held back during a bridge outage can be raised later.
+- ``ingest_availability``: what was last *raised* for the bridge (online/offline) and what
+  was last *observed*, so each change is raised once and cleared once. (Devices' own
+  availability moved to ``device_supervision``, see ``gateway.inventory``.)
 - ``mqtt_received``: one row per MQTT message that produced events, written in the same
   transaction as those events: ``(mid, topic, sha256(payload))``. When a crash falls
   between that commit and the PUBACK, the broker resends the message with DUP=1 and the
@@ -26,6 +26,7 @@ from typing import Literal
 import sqlite_utils
 
 from firmware_profiles.rules import StateValue
+from gateway import inventory
 from gateway.outbox import Migration
 from trygg.wire.clock import format_ts
 
@@ -64,8 +65,9 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX mqtt_received_age ON mqtt_received (acked, received_at)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (("ingest.v1", _create_v1),)
-"""Pass to ``Outbox.open(migrations=...)`` or register each with the open outbox."""
+MIGRATIONS: tuple[Migration, ...] = (("ingest.v1", _create_v1), *inventory.MIGRATIONS)
+"""Pass to ``Outbox.open(migrations=...)`` or register each with the open outbox; includes
+the device inventory and supervision tables (``gateway.inventory``)."""
 
 
 @dataclass(frozen=True, slots=True)

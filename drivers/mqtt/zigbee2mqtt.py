@@ -139,6 +139,11 @@ class BridgeDevice:
     power_source: str | None
     supported: bool
     interview_completed: bool
+    manufacturer: str | None = None
+    """The Zigbee manufacturerName (tells generic Tuya ``TS0601`` models apart)."""
+    software_build_id: str | None = None
+    date_code: str | None = None
+    interviewing: bool = False
 
 
 def parse_bridge_devices(payload: bytes) -> list[BridgeDevice]:
@@ -176,6 +181,10 @@ def parse_bridge_devices(payload: bytes) -> list[BridgeDevice]:
                 power_source=_opt_str(entry.get("power_source")),
                 supported=entry.get("supported") is True,
                 interview_completed=entry.get("interview_completed") is True,
+                manufacturer=_opt_str(entry.get("manufacturer")),
+                software_build_id=_opt_str(entry.get("software_build_id")),
+                date_code=_opt_str(entry.get("date_code")),
+                interviewing=entry.get("interviewing") is True,
             )
         )
     return devices
