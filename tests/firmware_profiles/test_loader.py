@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from firmware_profiles.loader import (
     load_profiles,
     parse_profile_text,
 )
-from firmware_profiles.schema import ActionRule
+from firmware_profiles.schema import ActionRule, BinaryReading
 
 SHIPPED = set(load_profiles())
 DOOR_TEXT = (SHIPPED_DIR / "aqara_mccgq11lm.yaml").read_text(encoding="utf-8")
@@ -164,7 +165,7 @@ def test_unreadable_files_are_profile_errors(tmp_path: Path) -> None:
 def test_the_first_format_still_loads() -> None:
     profile = parse_profile_text(FIRST_FORMAT, "old.yaml")
     assert profile.supervision.check_in_interval_s == 3600
-    assert profile.reading("contact") is not None and profile.reading("contact").kind == "binary"  # type: ignore[union-attr]
+    assert isinstance(profile.reading("contact"), BinaryReading)
     assert profile.state_properties == {"contact"}
     both = FIRST_FORMAT + "supervision:\n  check_in_interval_s: 60\n"
     _, _, message = only_problem(both)
@@ -174,7 +175,7 @@ def test_the_first_format_still_loads() -> None:
 # --- site-local profiles -----------------------------------------------------------------------
 
 
-def shipped_raw(name: str) -> dict[str, object]:
+def shipped_raw(name: str) -> dict[str, Any]:
     raw = yaml.safe_load((SHIPPED_DIR / name).read_text())
     assert isinstance(raw, dict)
     return raw
@@ -182,7 +183,7 @@ def shipped_raw(name: str) -> dict[str, object]:
 
 def test_a_site_profile_overrides_the_shipped_one(tmp_path: Path) -> None:
     raw = shipped_raw("aqara_wxkg11lm.yaml")
-    raw["events"] = [{**raw["events"][0], "values": ["single", "double", "hold", "triple"]}]  # type: ignore[index]
+    raw["events"] = [{**raw["events"][0], "values": ["single", "double", "hold", "triple"]}]
     (tmp_path / "button.yaml").write_text(yaml.safe_dump(raw))
     profiles = load_profiles(tmp_path)
     (press,) = profiles["aqara.WXKG11LM"].events

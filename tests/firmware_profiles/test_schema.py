@@ -200,8 +200,10 @@ def test_a_fingerprint_without_manufacturer_names_takes_any() -> None:
 
 
 def test_version_keys_compare_numbers_as_numbers() -> None:
-    assert version_key("0.0.0_0025") > version_key("0.0.0_0009")  # type: ignore[operator]
-    assert version_key("20180130") > version_key("20161129")  # type: ignore[operator]
+    newer, older = version_key("0.0.0_0025"), version_key("0.0.0_0009")
+    assert newer is not None and older is not None and newer > older
+    later, earlier = version_key("20180130"), version_key("20161129")
+    assert later is not None and earlier is not None and later > earlier
     assert version_key("2019.10.24") == version_key("2019-10-24")
     assert version_key("  ") is None and version_key(None) is None and version_key("--") is None
 
