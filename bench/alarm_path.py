@@ -48,7 +48,14 @@ from tempfile import mkdtemp
 import aiomqtt
 
 from bench.outbox_ingest import alarm, measurement
-from bench.probes import CentreReader, GatewayReader, LineClock, memory_of, poll_until
+from bench.probes import (
+    CentreReader,
+    GatewayReader,
+    LineClock,
+    cpu_seconds,
+    memory_of,
+    poll_until,
+)
 from bench.stats import Report, emit, percentile, progress
 from drivers.simulators.zigbee_home import ZigbeeHome
 from gateway import ingest_state
@@ -271,6 +278,8 @@ async def drain_once(bench: Bench, run_no: int) -> None:
         except BaseException as exc:  # handed to the polling thread, which raises it
             failed.append(exc)
 
+    assert site.center is not None
+    centre_cpu = cpu_seconds(site.center.pid)
     spawned = time.perf_counter()
     starter = threading.Thread(target=start, name="gateway-start")
     starter.start()
@@ -294,6 +303,13 @@ async def drain_once(bench: Bench, run_no: int) -> None:
         raise failed[0]
     wait_delivered(bench, "the backlog drain")
     drained_at = time.perf_counter()
+    per_k = 1000 / (args.drain + args.drain_alarms)
+    report.figure("backlog: centre CPU per 1,000 events", "CPU s", "", "lower").add(
+        (cpu_seconds(site.center.pid) - centre_cpu) * per_k
+    )
+    report.figure("backlog: gateway CPU per 1,000 events (incl. start)", "CPU s", "", "lower").add(
+        cpu_seconds(daemon.pid) * per_k
+    )
     stored = bench.centre.count_events_after(marker)
     if stored < args.drain + args.drain_alarms:
         raise RuntimeError(f"drain: only {stored} events stored at the centre")
@@ -428,7 +444,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.alarms and args.alarms < 1000:
         progress("note: fewer than 1,000 alarms per run makes p99 a near-maximum")
     emit(run(args), args.json)
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -144,24 +144,26 @@ async def one_run(args: argparse.Namespace, report: Report, run_no: int) -> None
 
 
 def run(args: argparse.Namespace) -> Report:
+    cpu = args.cpu if args.cpu is not None and args.cpu >= 0 else None
     pinned = ""
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
-        pinned = f", pinned to CPU {args.cpu}"
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+        pinned = f", pinned to CPU {cpu}"
     report = Report(f"gateway outbox ingest, in process{pinned}, fresh outbox on disk per run")
-    for run_no in range(1, args.repeat + 1):
-        asyncio.run(one_run(args, report, run_no))
+    try:
+        for run_no in range(1, args.repeat + 1):
+            asyncio.run(one_run(args, report, run_no))
+    finally:
+        if cpu is not None:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
     report.note(
         f"per run: {args.measurements} batched measurements, {args.singles} single commits, "
         f"{args.alarms} alarms; database under {args.dir or 'the system temp dir'}"
     )
-    if args.cpu is not None:
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
     return report
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def add_arguments(parse: argparse.ArgumentParser) -> None:
     parse.add_argument("--measurements", type=int, default=20_000)
     parse.add_argument("--batch", type=int, default=100, help="measurements per commit")
     parse.add_argument("--singles", type=int, default=500, help="single-draft commits")
@@ -171,13 +173,12 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--cpu", type=int, default=0, help="pin to this CPU (-1: do not pin)")
     parse.add_argument("--dir", type=Path, default=None, help="where the outbox files go")
     parse.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    if args.cpu is not None and args.cpu < 0:
-        args.cpu = None
+    parse = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    add_arguments(parse)
+    args = parse.parse_args(argv)
     emit(run(args), args.json)
 
 

@@ -8,6 +8,7 @@ deadline; the interval bounds the measurement's error and is printed with the fi
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -139,6 +140,16 @@ def memory_of(pid: int) -> Memory:
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0]) / 1024
     return Memory(values["VmRSS"], values["VmHWM"])
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @dataclass
