@@ -389,7 +389,7 @@ def decode_glucose_context(data: Frame) -> GlucoseContext:
             duration = u16(data, offset)
             intensity = data[offset + 2]
             if intensity > 100:
-                raise FieldError(f"exercise intensity {intensity} % is above 100")
+                raise FieldError("exercise intensity is above 100 %")
             offset += 3
         if flags & _MEDICATION:
             medication = _enum_code(Medication, data[offset], "medication id")
