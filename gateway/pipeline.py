@@ -21,10 +21,16 @@ Decisions a reader should know:
   logged with ids and reasons only, counted, reported at most once per subject per
   ``report_interval`` as ``technical.unknown_device``/``technical.bad_payload``, and
   acknowledged: it never blocks the messages behind it.
-- Availability: ``technical.device_offline``/``device_online`` and ``technical.bridge_
-  offline``/``bridge_online`` are each raised once per change; the first report of
-  "online" is recorded silently. A device's offline is held back while the bridge is
-  offline (Z2M cannot know then) and raised when the bridge returns if it still holds.
+- Discovery (``gateway.discovery``): ``bridge/devices`` and ``bridge/event`` keep the
+  device inventory; each network member that is not allow-listed, or cannot be what it
+  was paired as, is reported once (``technical.unknown_device``/``unsupported_device``),
+  and its messages are never used. Messages from such a device add no second report.
+- Supervision (``gateway.supervision``): every live message from an allow-listed device,
+  and its availability, feed the supervisor; its raises and clears (silent, offline,
+  battery, link, tamper) are committed with the message. :meth:`IngestPipeline.supervise`
+  is the periodic silence check. ``technical.bridge_offline``/``bridge_offline_cleared``
+  are raised once per change (the first "online" is recorded silently); while the bridge
+  is offline, or the broker link is down, device silence and offline are held back.
 - A device state the broker had retained (``retain`` set on delivery) never raises an
   action such as a button press; edge properties are still compared and recorded.
 """
@@ -36,6 +42,7 @@ import hashlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -56,6 +63,7 @@ from drivers.mqtt.zigbee2mqtt import (
 from firmware_profiles.rules import DraftSpec, StateValue, evaluate
 from firmware_profiles.schema import Profile
 from gateway.config import AllowedDevice
+from gateway.discovery import AllowList, Plan, Report, plan_devices, plan_event
 from gateway.ingest_state import (
     BRIDGE,
     MIGRATIONS,
@@ -71,14 +79,20 @@ from gateway.ingest_state import (
     save_availability,
     save_device_state,
 )
+from gateway.inventory import (
+    NetworkDevice,
+    load_health,
+    load_network,
+    save_network_device,
+)
 from gateway.outbox import EventDraft, Outbox, OutboxFull
+from gateway.supervision import Outcome, Supervisor, Write
 from trygg.wire.clock import Clock, system_clock
-from trygg.wire.envelope import DeviceRef, SignedEvent
+from trygg.wire.envelope import DEFAULT_PRIORITY, DeviceRef, SignedEvent
 
 log = logging.getLogger("trygg.gateway.pipeline")
 
 AlarmCallback = Callable[[SignedEvent], None]
-Write = Callable[[sqlite_utils.Database], None]
 
 REPORT_INTERVAL = timedelta(hours=1)
 MAX_REPORTS_PER_INTERVAL = 50
@@ -110,18 +124,21 @@ class IngestPipeline:
     ) -> None:
         self.outbox = outbox
         self.profiles = dict(profiles)
-        self.allowed = list(allowed_devices)
         self.clock = clock
         self.on_alarm_committed = on_alarm_committed
         self.base_topic = base_topic
         self.report_interval = report_interval
         self.counts: Counter[str] = Counter()
         """What happened to messages: events, redelivered, bad_payload, unknown_device, …"""
-        self._by_name = {d.friendly_name: d for d in self.allowed}
-        self._by_ieee = {d.ieee.lower(): d for d in self.allowed if d.ieee}
+        self.allow = AllowList(allowed_devices)
+        self.supervisor = Supervisor(allowed_devices, self.profiles)
         self._ieee_of_name: dict[str, str] = {}
         self._edge: dict[str, dict[str, StateValue]] = {}
         self._avail: dict[str, AvailabilityRecord] = {}
+        self._network: dict[str, NetworkDevice] = {}
+        self._listing: list[BridgeDevice] | None = None
+        """The last ``bridge/devices`` listing, judged again when the allow-list changes."""
+        self._supervision_stale = False
         self._received: dict[int, ReceivedRecord] = {}
         self._ack_marks: list[tuple[int, str]] = []
         """Stored marks whose PUBACK went out; flagged in the next commit, lazily."""
@@ -134,16 +151,24 @@ class IngestPipeline:
         self._next_expiry: datetime | None = None
 
     @property
+    def allowed(self) -> list[AllowedDevice]:
+        return self.allow.devices
+
+    @property
     def gateway_id(self) -> str:
         return self.outbox.gateway_id
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the ingest tables if needed and load what was remembered."""
+        """Create the ingest tables if needed and load what was remembered.
+
+        Every device gets a fresh check-in window from now: the gateway was down, not the
+        devices. Silence is held back until the first message (or :meth:`link_up`).
+        """
         for name, fn in MIGRATIONS:
             await self.outbox.register_migration(name, fn)
-        await self.resync()
+        await self._reload(fresh=True, link_lost=True)
 
     async def drain(self) -> None:
         """Wait until every submitted message's commit has finished (or failed)."""
@@ -154,12 +179,22 @@ class IngestPipeline:
         """Drain, then reload all remembered state from the database.
 
         Called when a connection ends: messages the broker resends must be judged against
-        what is durable, not against state a failed commit left only in memory.
+        what is durable, not against state a failed commit left only in memory. Device
+        silence is held back until the link is up again.
         """
+        await self._reload(fresh=False, link_lost=True)
+
+    def link_up(self) -> asyncio.Future[None]:
+        """The broker link is (again) subscribed: silence counts again, minus the deaf time."""
+        outcome = self.supervisor.set_deaf("link", False, self.clock())
+        return self._commit(outcome.drafts, outcome.writes) if outcome else self._done()
+
+    async def _reload(self, *, fresh: bool, link_lost: bool) -> None:
         await self.drain()
         marks, self._ack_marks = self._ack_marks, []
         self._committed_marks.clear()
         now = self.clock()
+        supervisor = self.supervisor
 
         def load(
             db: sqlite_utils.Database,
@@ -167,15 +202,59 @@ class IngestPipeline:
             dict[str, dict[str, StateValue]],
             dict[str, AvailabilityRecord],
             dict[int, ReceivedRecord],
+            dict[str, NetworkDevice],
         ]:
             mark_acked(db, marks)
             expired = expire_received(db, now)
             if expired:
                 log.info("forgot %d old ingest marks", expired)
-            return load_device_states(db), load_availability(db), load_received(db)
+            for write in supervisor.load(load_health(db), now, fresh=fresh).writes:
+                write(db)
+            return (
+                load_device_states(db),
+                load_availability(db),
+                load_received(db),
+                load_network(db),
+            )
 
-        self._edge, self._avail, self._received = await self.outbox.run(load)
+        self._edge, self._avail, self._received, self._network = await self.outbox.run(load)
+        self._supervision_stale = False
         self._next_expiry = now + EXPIRY_INTERVAL
+        if link_lost:
+            self.supervisor.set_deaf("link", True, now)
+        bridge = self._avail.get(BRIDGE)
+        if bridge is not None and bridge.observed == "offline":
+            self.supervisor.set_deaf("bridge", True, now)
+
+    async def supervise(self) -> None:
+        """The periodic check: raise ``technical.device_silent`` for devices quiet too long.
+
+        The daemon calls it every ``CHECK_PERIOD_S``; tests call it after moving the clock.
+        """
+        if self._supervision_stale:
+            await self._reload(fresh=False, link_lost=False)
+        outcome = self.supervisor.check(self.clock())
+        if outcome:
+            await self._commit(outcome.drafts, outcome.writes)
+
+    async def update_allowed(self, devices: Sequence[AllowedDevice]) -> None:
+        """A new allow-list (the installer changed ``gateway.yaml``): use it from now on.
+
+        The last ``bridge/devices`` listing is judged again, so a device just paired is
+        trusted and one just removed is reported as unknown; supervision rows follow.
+        """
+        await self.drain()
+        self.allow = AllowList(devices)
+        self.supervisor.set_devices(devices)
+        await self._reload(fresh=False, link_lost=False)
+        drafts: list[EventDraft] = []
+        writes: list[Write] = []
+        if self._listing is not None:
+            drafts, writes = self._apply_plan(
+                plan_devices(self._network, self._listing, self.profiles, self.allow, self.clock())
+            )
+        if drafts or writes:
+            await self._commit(drafts, writes)
 
     # -- per message ----------------------------------------------------------------------
 
@@ -187,6 +266,9 @@ class IngestPipeline:
         """
         self.counts["received"] += 1
         try:
+            if self.supervisor.deaf_link:
+                # Anything arriving proves the link is up (the daemon also says so).
+                self.link_up()
             return self._dispatch(message)
         except Exception:
             # A bug must neither stop ingest nor block the messages queued behind this one.
@@ -226,6 +308,9 @@ class IngestPipeline:
         device = self._match(name)
         if device is None:
             self.counts["unknown_device"] += 1
+            if self._already_reported(name):
+                log.debug("message from %s, which discovery reported", _subject(name))
+                return self._done()
             log.warning("message from %s, which is not allow-listed", _subject(name))
             return self._report("technical.unknown_device", name, "not allow-listed", None)
         profile = self.profiles.get(device.profile)
@@ -244,20 +329,30 @@ class IngestPipeline:
         key = device.friendly_name
         try:
             payload = parse_state(message.payload)
+        except Z2mParseError as exc:
+            self.counts["bad_payload"] += 1
+            log.warning("bad payload from %s (mid %d): %s", key, message.mid, exc.reason)
+            return self._report("technical.bad_payload", key, exc.reason, device)
+        # A retained state is the broker's old copy: it says nothing about the device now.
+        watch = Outcome() if message.retain else self.supervisor.heard(device, payload, now)
+        try:
             result = evaluate(
                 profile, self._edge.get(key, {}), payload, now, retained=message.retain
             )
         except Z2mParseError as exc:
             self.counts["bad_payload"] += 1
             log.warning("bad payload from %s (mid %d): %s", key, message.mid, exc.reason)
-            return self._report("technical.bad_payload", key, exc.reason, device)
+            report = self._report_draft("technical.bad_payload", key, exc.reason, device)
+            drafts = ([] if report is None else [report]) + watch.drafts
+            return self._commit(drafts, watch.writes) if watch or drafts else self._done()
         if result.rejected:
             # Part of the message was refused; what was valid in it is used below.
             self.counts["bad_values"] += 1
             reasons = "; ".join(r.text for r in result.rejected)
             log.warning("bad values from %s (mid %d): %s", key, message.mid, reasons)
         drafts = [self._event_draft(spec, device, profile) for spec in result.drafts]
-        writes: list[Write] = []
+        drafts += watch.drafts
+        writes: list[Write] = list(watch.writes)
         if result.state != self._edge.get(key, {}):
             self._edge[key] = result.state
             writes.append(partial(save_device_state, device=key, state=result.state, now=now))
@@ -279,8 +374,8 @@ class IngestPipeline:
             return self._ignore("empty availability (a retained message cleared)", name)
         device = self._match(name)
         if device is None:
-            # Unknown devices are reported from their state messages; availability alone
-            # says nothing about what the device is.
+            # Unknown devices are reported by discovery and from their state messages;
+            # availability alone says nothing about what the device is.
             return self._ignore("availability of a device that is not allow-listed", name)
         try:
             online = parse_availability(message.payload)
@@ -288,10 +383,8 @@ class IngestPipeline:
             self.counts["bad_payload"] += 1
             log.warning("bad availability from %s: %s", device.friendly_name, exc.reason)
             return self._report("technical.bad_payload", device.friendly_name, exc.reason, device)
-        drafts, writes = self._device_availability(device, online, self.clock())
-        if not writes:
-            return self._done()
-        return self._commit(drafts, writes)
+        outcome = self.supervisor.availability(device, online, self.clock())
+        return self._commit(outcome.drafts, outcome.writes) if outcome else self._done()
 
     def _on_bridge_state(self, message: ReceivedMessage) -> asyncio.Future[None]:
         if not message.payload:
@@ -306,53 +399,34 @@ class IngestPipeline:
         before = self._avail.get(BRIDGE, AvailabilityRecord(None, None))
         drafts: list[EventDraft] = []
         if online and before.reported == "offline":
-            drafts.append(self._technical("technical.bridge_online", None, now))
+            drafts.append(self._technical("technical.bridge_offline_cleared", None, now))
+            log.info("Zigbee2MQTT bridge is back online")
         elif not online and before.reported != "offline":
-            drafts.append(self._technical("technical.bridge_offline", None, now))
+            draft = self._technical("technical.bridge_offline", None, now)
+            drafts.append(replace(draft, priority=self._bridge_priority()))
+            log.warning("Zigbee2MQTT bridge is offline: device alarms are held back")
         state: Availability = "online" if online else "offline"
         writes: list[Write] = []
         record = AvailabilityRecord(state, state)
         if record != before:
             self._avail[BRIDGE] = record
             writes.append(partial(save_availability, subject=BRIDGE, record=record, now=now))
-        if online:
-            for device in self.allowed:
-                held = self._avail.get(_device_subject(device))
-                if held is not None and held.observed == "offline" and held.reported != "offline":
-                    more_drafts, more_writes = self._device_availability(device, False, now)
-                    drafts += more_drafts
-                    writes += more_writes
-        if not writes:
+        outcome = self.supervisor.set_deaf("bridge", not online, now)
+        drafts += outcome.drafts
+        writes += outcome.writes
+        if not drafts and not writes:
             return self._done()
         return self._commit(drafts, writes)
 
-    def _device_availability(
-        self, device: AllowedDevice, online: bool, now: datetime
-    ) -> tuple[list[EventDraft], list[Write]]:
-        subject = _device_subject(device)
-        before = self._avail.get(subject, AvailabilityRecord(None, None))
-        reported = before.reported
-        drafts: list[EventDraft] = []
-        if online:
-            if reported == "offline":
-                drafts.append(self._technical("technical.device_online", device, now))
-            reported = "online"
-        elif reported != "offline":
-            if self._bridge_offline:
-                log.info("offline of %s held back: the bridge is offline", device.friendly_name)
-            else:
-                drafts.append(self._technical("technical.device_offline", device, now))
-                reported = "offline"
-        record = AvailabilityRecord(reported, "online" if online else "offline")
-        if record == before:
-            return [], []
-        self._avail[subject] = record
-        return drafts, [partial(save_availability, subject=subject, record=record, now=now)]
-
-    @property
-    def _bridge_offline(self) -> bool:
-        bridge = self._avail.get(BRIDGE)
-        return bridge is not None and bridge.observed == "offline"
+    def _bridge_priority(self) -> int:
+        """The bridge down hides every device: as urgent as the most urgent silent device."""
+        ordinary = DEFAULT_PRIORITY["technical"]
+        urgencies = [
+            profile.supervision.offline_priority
+            for device in self.allow.devices
+            if (profile := self.profiles.get(device.profile)) is not None
+        ]
+        return min([ordinary, *urgencies])
 
     def _on_bridge_devices(self, message: ReceivedMessage) -> asyncio.Future[None]:
         if not message.payload:
@@ -364,29 +438,10 @@ class IngestPipeline:
             log.warning("bad bridge/devices: %s", exc.reason)
             return self._report("technical.bad_payload", BRIDGE, exc.reason, None)
         self._ieee_of_name = {d.friendly_name: d.ieee.lower() for d in devices}
-        drafts = [d for d in (self._check_listed(entry) for entry in devices) if d is not None]
-        return self._commit(drafts, []) if drafts else self._done()
-
-    def _check_listed(self, entry: BridgeDevice) -> EventDraft | None:
-        """Report network members that are not allow-listed or not the model paired."""
-        if entry.type == "Coordinator":
-            return None
-        allowed = self._by_ieee.get(entry.ieee.lower()) or self._by_name.get(entry.friendly_name)
-        if allowed is None:
-            log.warning("%s is in the Zigbee network but not allow-listed", entry.ieee)
-            reason = "in the Zigbee network, not allow-listed"
-            return self._report_draft("technical.unknown_device", entry.ieee, reason, None)
-        profile = self.profiles.get(allowed.profile)
-        if profile is None or entry.model is None:
-            return None
-        fingerprint = profile.fingerprint
-        if entry.model == fingerprint.model or entry.model_id in fingerprint.model_id:
-            return None
-        log.warning(
-            "%s is a %s, but allow-listed as %s", allowed.friendly_name, entry.model, profile.id
-        )
-        reason = f"model {_subject(entry.model)} does not match profile {profile.id}"
-        return self._report_draft("technical.unknown_device", entry.ieee, reason, allowed)
+        self._listing = devices
+        plan = plan_devices(self._network, devices, self.profiles, self.allow, self.clock())
+        drafts, writes = self._apply_plan(plan)
+        return self._commit(drafts, writes) if drafts or writes else self._done()
 
     def _on_bridge_event(self, message: ReceivedMessage) -> asyncio.Future[None]:
         try:
@@ -395,25 +450,62 @@ class IngestPipeline:
             self.counts["bad_payload"] += 1
             log.warning("bad bridge/event: %s", exc.reason)
             return self._report("technical.bad_payload", BRIDGE, exc.reason, None)
-        known = (event.ieee is not None and event.ieee.lower() in self._by_ieee) or (
-            event.friendly_name is not None and event.friendly_name in self._by_name
+        allowed = self.allow.find(event.ieee, event.friendly_name)
+        if event.type == "device_leave" and allowed is not None:
+            log.warning("allow-listed device %s left the Zigbee network", allowed.friendly_name)
+        elif event.type == "device_joined" and allowed is None:
+            log.info("device %s joined the Zigbee network", _subject(event.ieee or "?"))
+        drafts, writes = self._apply_plan(
+            plan_event(self._network, event, self.allow, self.clock())
         )
-        if event.type == "device_leave" and known:
-            log.warning("allow-listed device %s left the Zigbee network", event.friendly_name)
-        if event.type in ("device_joined", "device_announce", "device_interview") and not known:
-            subject = event.ieee or event.friendly_name or "?"
-            log.warning("device %s joined the Zigbee network, not allow-listed", subject)
-            reason = "joined the Zigbee network, not allow-listed"
-            return self._report("technical.unknown_device", subject, reason, None)
-        return self._ignore(f"bridge event {event.type}", BRIDGE)
+        if not drafts and not writes:
+            return self._ignore(f"bridge event {event.type}", BRIDGE)
+        return self._commit(drafts, writes)
+
+    def _apply_plan(self, plan: Plan) -> tuple[list[EventDraft], list[Write]]:
+        """Keep discovery's rows in memory; return their writes and the reports to raise."""
+        writes: list[Write] = []
+        for row in plan.rows:
+            self._network[row.ieee.lower()] = row
+            writes.append(partial(save_network_device, device=row))
+        return [self._discovery_report(report) for report in plan.reports], writes
+
+    def _discovery_report(self, report: Report) -> EventDraft:
+        row = report.device
+        self.counts["reports"] += 1
+        log.warning(
+            "%s %s (%s): %s", report.type, row.ieee, _subject(row.friendly_name), row.reason
+        )
+        data: dict[str, str] = {
+            "ieee": row.ieee,
+            "subject": _subject(row.friendly_name),
+            "status": row.status,
+            "reason": row.reason[:200],
+        }
+        for name, value in (
+            ("model", row.model),
+            ("vendor", row.vendor),
+            ("model_id", row.model_id),
+            ("profile", row.profile),
+        ):
+            if value is not None:
+                data[name] = _subject(value)
+        technical = self._technical(report.type, report.allowed, self.clock())
+        return replace(technical, data=data)
+
+    def _already_reported(self, name: str) -> bool:
+        """Whether discovery knows ``name`` as a network member it judged (or is judging)."""
+        key = self._ieee_of_name.get(name, name.lower())
+        row = self._network.get(key)
+        return row is not None and row.status != "trusted"
 
     # -- helpers --------------------------------------------------------------------------
 
     def _match(self, name: str) -> AllowedDevice | None:
         """By friendly name, by IEEE address in the topic, or by the IEEE Z2M lists it under."""
-        device = self._by_name.get(name) or self._by_ieee.get(name.lower())
+        device = self.allow.find(None, name) or self.allow.find(name, None)
         if device is None and name in self._ieee_of_name:
-            device = self._by_ieee.get(self._ieee_of_name[name])
+            device = self.allow.find(self._ieee_of_name[name], None)
         return device
 
     def _already_stored(self, message: ReceivedMessage, digest: str) -> bool:
@@ -528,7 +620,7 @@ class IngestPipeline:
     async def _run_commit(
         self,
         drafts: list[EventDraft],
-        also: Write,
+        also: Callable[[sqlite_utils.Database], None],
         marks: list[tuple[int, str]],
         record: tuple[int, str] | None,
     ) -> None:
@@ -544,6 +636,7 @@ class IngestPipeline:
             if record is not None:
                 self._received.pop(record[0], None)
             self.counts["refused"] += len(drafts)
+            self._supervision_stale = True
             types = ",".join(sorted({d.type for d in drafts}))
             log.error("outbox refused %d event(s) %s: %s", len(drafts), types, exc)
             return
@@ -563,7 +656,3 @@ class IngestPipeline:
             self.on_alarm_committed(event)
         except Exception:
             log.exception("alarm callback failed for %s", event.event.event_id)
-
-
-def _device_subject(device: AllowedDevice) -> str:
-    return f"device:{device.friendly_name}"

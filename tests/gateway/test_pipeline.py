@@ -247,7 +247,7 @@ async def test_availability_raised_once_and_cleared_once_in_both_formats(home: H
     await home.send("hall/door/availability", '{"state":"offline"}', retain=True)
     await home.send("hall/door/availability", "online")
     await home.send("hall/door/availability", '{"state":"online"}')
-    assert await home.types() == ["technical.device_offline", "technical.device_online"]
+    assert await home.types() == ["technical.device_offline", "technical.device_offline_cleared"]
     assert (await home.events())[0]["device"]["id"] == "hall/door"
 
 
@@ -261,7 +261,7 @@ async def test_device_offline_is_held_back_while_the_bridge_is_offline(home: Hom
     await home.send("bridge/state", '{"state":"online"}')
     assert await home.types() == [
         "technical.bridge_offline",
-        "technical.bridge_online",
+        "technical.bridge_offline_cleared",
         "technical.device_offline",
     ]
 
@@ -272,7 +272,7 @@ async def test_a_device_back_before_the_bridge_raises_nothing_for_it(home: Home)
     await home.send("hall/door/availability", '{"state":"offline"}')
     await home.send("hall/door/availability", '{"state":"online"}')
     await home.send("bridge/state", '{"state":"online"}')
-    assert await home.types() == ["technical.bridge_offline", "technical.bridge_online"]
+    assert await home.types() == ["technical.bridge_offline", "technical.bridge_offline_cleared"]
 
 
 async def test_a_redelivered_message_after_a_crash_is_not_raised_twice(home: Home) -> None:
