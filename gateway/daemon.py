@@ -21,6 +21,7 @@ from gateway.identity import IdentityError, load_enrolment, load_signing_key
 from gateway.mqtt_ingest import run_mqtt_ingest
 from gateway.outbox import Outbox
 from gateway.pipeline import IngestPipeline
+from gateway.supervision import CHECK_PERIOD_S, run_supervision
 from gateway.uplink import Uplink
 from trygg.wire.clock import Clock, system_clock
 
@@ -40,8 +41,12 @@ async def run_gateway(
     *,
     clock: Clock = system_clock,
     on_ready: Callable[[], None] | None = None,
+    supervision_period_s: float = CHECK_PERIOD_S,
 ) -> None:
-    """Run until ``stop`` is set; raise GatewayNotReady before touching the broker if unfit."""
+    """Run until ``stop`` is set; raise GatewayNotReady before touching the broker if unfit.
+
+    Device supervision (silence) is checked every ``supervision_period_s`` against ``clock``.
+    """
     key = load_signing_key(config.state_dir)
     enrolment = load_enrolment(config.state_dir)
     if enrolment is None:
@@ -74,17 +79,23 @@ async def run_gateway(
 
         def subscribed() -> None:
             log.info("%s (gateway %s)", READY_MESSAGE, enrolment.gateway_id)
+            pipeline.link_up()  # device silence counts again from here
             if on_ready is not None:
                 on_ready()
 
         delivery = asyncio.create_task(uplink.run(), name="uplink")
+        supervision = asyncio.create_task(
+            run_supervision(pipeline.supervise, stop, period_s=supervision_period_s),
+            name="supervision",
+        )
         try:
             await run_mqtt_ingest(config.broker, pipeline, stop, on_subscribed=subscribed)
-            await pipeline.drain()
         finally:
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
+            for task in (supervision, delivery):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await pipeline.drain()
             await uplink.aclose()
     log.info("gateway stopped")
 

@@ -235,7 +235,8 @@ class IngestPipeline:
             await self._reload(fresh=False, link_lost=False)
         outcome = self.supervisor.check(self.clock())
         if outcome:
-            await self._commit(outcome.drafts, outcome.writes)
+            # Shielded: a daemon stopping mid-check must not cancel a commit under way.
+            await asyncio.shield(self._commit(outcome.drafts, outcome.writes))
 
     async def update_allowed(self, devices: Sequence[AllowedDevice]) -> None:
         """A new allow-list (the installer changed ``gateway.yaml``): use it from now on.
