@@ -7,8 +7,9 @@ characteristic (PLX) are listed with their default: no features known.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from drivers.ble import gatt
 from drivers.ble._frame import Frame
@@ -44,27 +45,35 @@ class Decoder:
     """The only exception ``decode`` raises."""
 
 
-DECODERS: dict[int, Decoder] = {
-    d.characteristic.uuid16: d
-    for d in (
-        Decoder(gatt.BLOOD_PRESSURE_MEASUREMENT, decode_blood_pressure, BloodPressureParseError),
-        Decoder(
-            gatt.INTERMEDIATE_CUFF_PRESSURE,
-            decode_intermediate_cuff_pressure,
-            BloodPressureParseError,
-        ),
-        Decoder(gatt.TEMPERATURE_MEASUREMENT, decode_temperature, TemperatureParseError),
-        Decoder(gatt.TEMPERATURE_TYPE, decode_temperature_type, TemperatureParseError),
-        Decoder(gatt.WEIGHT_MEASUREMENT, decode_weight, WeightParseError),
-        Decoder(gatt.WEIGHT_SCALE_FEATURE, decode_weight_scale_feature, WeightParseError),
-        Decoder(gatt.GLUCOSE_MEASUREMENT, decode_glucose, GlucoseParseError),
-        Decoder(gatt.GLUCOSE_MEASUREMENT_CONTEXT, decode_glucose_context, GlucoseParseError),
-        Decoder(gatt.RECORD_ACCESS_CONTROL_POINT, decode_racp_response, RacpParseError),
-        Decoder(gatt.PLX_SPOT_CHECK_MEASUREMENT, decode_plx_spot_check, PulseOximeterParseError),
-        Decoder(gatt.PLX_CONTINUOUS_MEASUREMENT, decode_plx_continuous, PulseOximeterParseError),
-        Decoder(gatt.PLX_FEATURES, decode_plx_features, PulseOximeterParseError),
-        Decoder(gatt.DATE_TIME, decode_date_time, DateTimeParseError),
-        Decoder(gatt.CURRENT_TIME, decode_current_time, DateTimeParseError),
-        Decoder(gatt.BATTERY_LEVEL, decode_battery_level, BatteryParseError),
-    )
-}
+DECODERS: Mapping[int, Decoder] = MappingProxyType(
+    {
+        d.characteristic.uuid16: d
+        for d in (
+            Decoder(
+                gatt.BLOOD_PRESSURE_MEASUREMENT, decode_blood_pressure, BloodPressureParseError
+            ),
+            Decoder(
+                gatt.INTERMEDIATE_CUFF_PRESSURE,
+                decode_intermediate_cuff_pressure,
+                BloodPressureParseError,
+            ),
+            Decoder(gatt.TEMPERATURE_MEASUREMENT, decode_temperature, TemperatureParseError),
+            Decoder(gatt.TEMPERATURE_TYPE, decode_temperature_type, TemperatureParseError),
+            Decoder(gatt.WEIGHT_MEASUREMENT, decode_weight, WeightParseError),
+            Decoder(gatt.WEIGHT_SCALE_FEATURE, decode_weight_scale_feature, WeightParseError),
+            Decoder(gatt.GLUCOSE_MEASUREMENT, decode_glucose, GlucoseParseError),
+            Decoder(gatt.GLUCOSE_MEASUREMENT_CONTEXT, decode_glucose_context, GlucoseParseError),
+            Decoder(gatt.RECORD_ACCESS_CONTROL_POINT, decode_racp_response, RacpParseError),
+            Decoder(
+                gatt.PLX_SPOT_CHECK_MEASUREMENT, decode_plx_spot_check, PulseOximeterParseError
+            ),
+            Decoder(
+                gatt.PLX_CONTINUOUS_MEASUREMENT, decode_plx_continuous, PulseOximeterParseError
+            ),
+            Decoder(gatt.PLX_FEATURES, decode_plx_features, PulseOximeterParseError),
+            Decoder(gatt.DATE_TIME, decode_date_time, DateTimeParseError),
+            Decoder(gatt.CURRENT_TIME, decode_current_time, DateTimeParseError),
+            Decoder(gatt.BATTERY_LEVEL, decode_battery_level, BatteryParseError),
+        )
+    }
+)

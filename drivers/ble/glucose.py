@@ -155,7 +155,10 @@ class GlucoseMeasurement:
         base = self.base_time.as_datetime
         if base is None:
             return None
-        return base + timedelta(minutes=self.time_offset or 0)
+        try:
+            return base + timedelta(minutes=self.time_offset or 0)
+        except OverflowError:
+            return None  # an offset past year 9999: a broken clock, no usable time
 
     def display(self) -> Value | None:
         """The concentration in mg/dL or mmol/L (:attr:`GlucoseUnit.display_unit`)."""

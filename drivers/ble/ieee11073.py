@@ -13,7 +13,7 @@ this wrong; see standards.md §3.3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 
 from drivers.ble._frame import U16, U32, Frame
@@ -37,6 +37,10 @@ class Special(StrEnum):
         return _DATA_ABSENT_REASON[self]
 
 
+EXACT = Context(prec=40)
+"""Arithmetic on readings uses its own context, not the thread's: 40 digits hold any
+FLOAT mantissa scaled anywhere, so nothing here ever rounds."""
+
 _DATA_ABSENT_REASON = {
     Special.NAN: "not-a-number",
     Special.NRES: "error",
@@ -58,7 +62,7 @@ class Numeric:
 
     @property
     def decimal(self) -> Decimal:
-        return Decimal(self.mantissa).scaleb(self.exponent)
+        return Decimal(self.mantissa).scaleb(self.exponent, context=EXACT)
 
     @classmethod
     def of(cls, value: Decimal) -> Numeric:

@@ -28,7 +28,7 @@ from drivers.ble._frame import (
 from drivers.ble.date_time import DATE_TIME_SIZE, DeviceTime, date_time_at, pack_date_time
 from drivers.ble.errors import BleParseError
 from drivers.ble.gatt import WEIGHT_MEASUREMENT, WEIGHT_SCALE_FEATURE
-from drivers.ble.ieee11073 import UNSUCCESSFUL, Numeric, Value
+from drivers.ble.ieee11073 import EXACT, UNSUCCESSFUL, Numeric, Value
 
 
 class WeightParseError(BleParseError):
@@ -120,8 +120,8 @@ _SIZES = tuple(_size(flags) for flags in range(_DEFINED + 1))
 def _round(value: Numeric, step: Decimal | None) -> Numeric:
     if step is None:
         return value
-    counted = (value.decimal / step).to_integral_value(rounding=ROUND_HALF_EVEN)
-    return Numeric.of(counted * step)
+    counted = EXACT.divide(value.decimal, step).to_integral_value(ROUND_HALF_EVEN, EXACT)
+    return Numeric.of(EXACT.multiply(counted, step))
 
 
 @dataclass(frozen=True, slots=True)

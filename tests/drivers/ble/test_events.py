@@ -224,6 +224,13 @@ def test_glucose_record_without_concentration_and_control_solution() -> None:
     assert control.data["quality"] == [QualityFlag.CONTROL_SOLUTION.value]
 
 
+def test_glucose_time_offset_past_year_9999_is_no_time_not_a_crash() -> None:
+    m = decode_glucose(frame("03 0100 0F27 0C 1F 17 3B 00 FF7F 5FB0 11"))
+    assert m.measured_at is None
+    (draft,) = glucose_drafts(m)
+    assert draft.measured_at is None and "measured_at" not in draft.data
+
+
 def test_spot_check_example_has_no_device_time() -> None:
     spo2, pulse = measurement_drafts(decode_plx_spot_check(frame("00 6100 4000")))
     assert spo2 == MeasurementDraft(

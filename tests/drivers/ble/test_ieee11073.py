@@ -4,7 +4,7 @@ and every one of the 65,536 SFLOAT codes decoded and encoded back."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from drivers.ble.ieee11073 import (
     encode_float,
     encode_sfloat,
 )
+from drivers.ble.weight import WeightMeasurement, WeightResolution
 from tests.drivers.ble.codecs import VECTORS
 
 CASES: list[dict[str, Any]] = json.loads((VECTORS / "ieee11073.json").read_text(encoding="utf-8"))
@@ -105,3 +106,14 @@ def test_numeric_of_keeps_trailing_zeros_and_refuses_non_finite() -> None:
     with pytest.raises(ValueError):
         Numeric.of(Decimal("NaN"))
     assert str(NAN) == "<nan>"
+
+
+def test_readings_do_not_depend_on_the_threads_decimal_context() -> None:
+    with localcontext() as ctx:
+        ctx.prec = 3
+        assert str(decode_float(0x007FFFFD)) == "8388605"
+        assert str(WeightMeasurement(imperial=False, weight_raw=14501).weight) == "72.505"
+        rounded = WeightMeasurement(imperial=False, weight_raw=14501).weight_at(
+            WeightResolution.KG_0_01_OR_LB_0_02
+        )
+        assert str(rounded) == "72.50"
