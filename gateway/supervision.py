@@ -124,7 +124,15 @@ def _flip(
         out.append(Change(condition, False, data))
 
 
-def _battery(profile: Profile, reading: Health, raised: set[Condition], out: list[Change]) -> None:
+def _battery(
+    profile: Profile,
+    message: Mapping[str, Any],
+    reading: Health,
+    raised: set[Condition],
+    out: list[Change],
+) -> None:
+    """Raised by any sign of a low battery; cleared only when every sign the profile has
+    says it is fine (a report without the device's own flag cannot clear it)."""
     if reading.battery_low is None:
         return
     data: Data = {"battery_low": reading.battery_low}
@@ -132,6 +140,9 @@ def _battery(profile: Profile, reading: Health, raised: set[Condition], out: lis
         data["battery"] = signable_decimal(reading.battery_percent)
     if reading.battery_low:
         _flip(raised, "battery_low", True, data, out)
+        return
+    flag = profile.supervision.battery_low_property
+    if flag is not None and not isinstance(message.get(flag), bool):
         return
     threshold = profile.supervision.battery_low_percent
     percent = reading.battery_percent
@@ -173,7 +184,7 @@ def on_report(
     out: list[Change] = []
     last = "" if state.last_heard_at is None else format_ts(state.last_heard_at)
     _flip(raised, "silent", False, {"last_heard_at": last} if last else {}, out)
-    _battery(profile, reading, raised, out)
+    _battery(profile, message, reading, raised, out)
     link_bad, link_good = _link(state, profile, reading, raised, out)
     if reading.tamper is not None:
         _flip(raised, "tamper", reading.tamper, {"tamper": reading.tamper}, out)
@@ -287,7 +298,8 @@ class Supervisor:
         self._state: dict[str, DeviceHealth] = {}
         self._saved: dict[str, tuple[tuple[object, ...], datetime]] = {}
         self._since: dict[str, datetime] = {}
-        self._deaf: dict[Deafness, datetime] = {}
+        self._deaf: set[Deafness] = set()
+        self._deaf_since: datetime | None = None
         self.set_devices(devices)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -362,19 +374,24 @@ class Supervisor:
     def set_deaf(self, why: Deafness, deaf: bool, now: datetime) -> Outcome:
         """The bridge went offline or the broker link went down (``deaf``), or came back.
 
-        When the last reason goes away, every window moves on by the deaf time and
-        offlines observed meanwhile are raised if they still hold.
+        When the last reason goes away, every window moves on by the time since the first
+        one began, and offlines observed meanwhile are raised if they still hold.
         """
         if deaf:
             if why not in self._deaf:
                 log.info("supervision holds device alarms: %s down", why)
-            self._deaf.setdefault(why, now)
+            if not self._deaf:
+                self._deaf_since = now
+            self._deaf.add(why)
             return Outcome()
-        began = self._deaf.pop(why, None)
-        if began is None or self._deaf:
+        if why not in self._deaf:
             return Outcome()
-        deaf_for = max(timedelta(0), now - began)
-        log.info("supervision resumes after %s of %s down", deaf_for, why)
+        self._deaf.discard(why)
+        if self._deaf or self._deaf_since is None:
+            return Outcome()
+        deaf_for = max(timedelta(0), now - self._deaf_since)
+        self._deaf_since = None
+        log.info("supervision resumes after %s without hearing devices", deaf_for)
         outcome = Outcome()
         for name, device in self._devices.items():
             state = self._current(device, now)
