@@ -27,12 +27,19 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Select, insert, select, update
+from sqlalchemy import Connection, Select, exists, insert, select, update
 
 from response_center.audit import AuditEntry, record_audit
 from response_center.auth import Principal, require_role
 from response_center.context import get_ctx
-from response_center.db.schema import alarm_transitions, alarms, homes, municipalities, residents
+from response_center.db.schema import (
+    alarm_transitions,
+    alarms,
+    events,
+    homes,
+    municipalities,
+    residents,
+)
 from response_center.errors import ApiError
 from response_center.web import parse_object, raw_body, validate
 from trygg.wire.clock import format_ts
@@ -55,8 +62,9 @@ Outcome = Literal[
 ]
 """What an operator may record when resolving; the journal maps these to VKP outcomes."""
 OPERATOR_OUTCOMES: tuple[str, ...] = get_args(Outcome)
-SYSTEM_OUTCOMES = ("gateway_back",)
-"""Recorded only by the centre itself (the supervisor), never accepted from the API."""
+SYSTEM_OUTCOMES = ("gateway_back", "cleared_by_device")
+"""Recorded only by the centre itself (the supervisor, or a device's own ``_cleared``
+event), never accepted from the API."""
 SYSTEM_ACTOR = "system"
 
 
@@ -168,6 +176,89 @@ def open_alarms(
         ],
     )
     return ids
+
+
+# --- clearing by the device ----------------------------------------------------------------
+
+CLEARED_SUFFIX = "_cleared"
+CLEARED_OUTCOME = "cleared_by_device"
+OPEN_STATES = ("new", "acknowledged")
+
+
+def cleared_type(event_class: str, event_type: str) -> str | None:
+    """The technical alarm type a ``technical.<x>_cleared`` event clears, or None.
+
+    Only technical conditions clear themselves: an alarm (a press, a fall, smoke) is
+    closed by an operator, never by a sensor.
+    """
+    if event_class != "technical" or not event_type.endswith(CLEARED_SUFFIX):
+        return None
+    base = event_type[: -len(CLEARED_SUFFIX)]
+    return base if base.startswith("technical.") and base.count(".") >= 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A stored event as clearing needs it: which gateway, device, type and sequence."""
+
+    gateway_id: str
+    device_id: str | None
+    type: str
+    seq: int
+
+
+def _same_device(column: Any, device_id: str | None) -> Any:
+    return column.is_(None) if device_id is None else column == device_id
+
+
+def resolve_cleared(
+    conn: Connection,
+    municipality_id: int,
+    cleared: Sequence[DeviceEvent],
+    opened: Sequence[tuple[int, DeviceEvent]],
+    now: datetime,
+) -> list[int]:
+    """Resolve technical alarms their device has since cleared (outcome ``cleared_by_device``).
+
+    ``cleared`` are newly stored ``<type>_cleared`` events: each resolves the open alarms of
+    the same gateway, device and type that an *earlier* event (lower seq) opened. ``opened``
+    are alarms just opened (id, event): one whose clearing is already stored with a higher
+    seq (it overtook the raise on the way) is resolved at once. Alarms of other gateways or
+    devices, and alarms opened by a later event, are never touched; running twice changes
+    nothing more. Returns the ids resolved.
+    """
+    resolved: list[int] = []
+    for alarm_id, raised in opened:
+        later_clear = exists().where(
+            events.c.gateway_id == raised.gateway_id,
+            events.c.seq > raised.seq,
+            events.c.type == raised.type + CLEARED_SUFFIX,
+            _same_device(events.c.device_id, raised.device_id),
+        )
+        if conn.execute(select(later_clear)).scalar():
+            transition(conn, alarm_id, "resolved", SYSTEM_ACTOR, now, None, CLEARED_OUTCOME)
+            resolved.append(alarm_id)
+    for clear in cleared:
+        base = cleared_type("technical", clear.type)
+        if base is None:
+            continue
+        stmt = (
+            select(alarms.c.id)
+            .join(events, alarms.c.event_id == events.c.event_id)
+            .where(
+                alarms.c.municipality_id == municipality_id,
+                alarms.c.state.in_(OPEN_STATES),
+                alarms.c.gateway_id == clear.gateway_id,
+                alarms.c.type == base,
+                _same_device(alarms.c.device_id, clear.device_id),
+                events.c.seq < clear.seq,
+            )
+            .order_by(alarms.c.id)
+        )
+        for (alarm_id,) in conn.execute(stmt).all():
+            transition(conn, int(alarm_id), "resolved", SYSTEM_ACTOR, now, None, CLEARED_OUTCOME)
+            resolved.append(int(alarm_id))
+    return resolved
 
 
 # --- reading ----------------------------------------------------------------------------

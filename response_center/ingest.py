@@ -35,7 +35,14 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, case, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from response_center.alarms import NewAlarm, open_alarms, opens_alarm
+from response_center.alarms import (
+    DeviceEvent,
+    NewAlarm,
+    cleared_type,
+    open_alarms,
+    opens_alarm,
+    resolve_cleared,
+)
 from response_center.audit import SecurityEvent, record_security_events
 from response_center.context import CenterContext, client_ip, get_ctx
 from response_center.db.dialect import insert_many_ignoring_conflicts, one_of, upsert
@@ -404,7 +411,8 @@ def store_batch(
                             f"event {row['event_id']} seq {row['seq']}",
                         )
                     )
-        _open_event_alarms(conn, gateway, new_rows, checked, now)
+        opened = _open_event_alarms(conn, gateway, new_rows, checked, now)
+        _clear_technical_alarms(conn, gateway, new_rows, opened, now)
         _upsert_devices(conn, gateway.id, checked, inserted, now)
         _advance_replay_state(conn, gateway, new_rows, now)
         record_security_events(conn, plan.security)
@@ -414,16 +422,21 @@ def store_batch(
     return receipts
 
 
+def _device_event(row: dict[str, Any]) -> DeviceEvent:
+    return DeviceEvent(row["gateway_id"], row["device_id"], row["type"], row["seq"])
+
+
 def _open_event_alarms(
     conn: Connection,
     gateway: Gateway,
     rows: list[dict[str, Any]],
     checked: list[Checked],
     now: datetime,
-) -> None:
+) -> list[tuple[int, DeviceEvent]]:
+    """Open an alarm per alarm-worthy row; return the technical ones (they may be cleared)."""
     alarm_rows = [r for r in rows if opens_alarm(r["class"], r["priority"])]
     if not alarm_rows:
-        return
+        return []
     rooms = {
         c.signed.event.event_id: c.signed.event.device.room
         for c in checked
@@ -452,6 +465,27 @@ def _open_event_alarms(
         actor=f"gateway:{gateway.id}",
     )
     log.info("gateway %s: opened alarms %s", gateway.id, ids)
+    return [
+        (alarm_id, _device_event(row))
+        for alarm_id, row in zip(ids, alarm_rows, strict=True)
+        if row["class"] == "technical"
+    ]
+
+
+def _clear_technical_alarms(
+    conn: Connection,
+    gateway: Gateway,
+    rows: list[dict[str, Any]],
+    opened: list[tuple[int, DeviceEvent]],
+    now: datetime,
+) -> None:
+    """A device's ``technical.<x>_cleared`` resolves the alarm its ``technical.<x>`` opened."""
+    cleared = [_device_event(r) for r in rows if cleared_type(r["class"], r["type"]) is not None]
+    if not cleared and not opened:
+        return
+    resolved = resolve_cleared(conn, gateway.municipality_id, cleared, opened, now)
+    if resolved:
+        log.info("gateway %s: alarms %s cleared by their device", gateway.id, resolved)
 
 
 def _upsert_devices(
