@@ -6,6 +6,8 @@ what the centre decides at enrolment lives in ``enrolment.json`` beside it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,11 @@ class AllowedDevice(BaseModel):
         min_length=1, max_length=128, description="profile id, e.g. aqara.WXKG11LM"
     )
     room: str | None = Field(default=None, max_length=64)
+    place: str | None = Field(
+        default=None,
+        max_length=128,
+        description="where the kit is (home, or a short-term stay); data, so it moves unpaired",
+    )
     resident_ref: str | None = Field(default=None, max_length=128)
 
 
@@ -122,7 +129,42 @@ def load_config(state_dir: Path) -> GatewayConfig:
 
 
 def save_config(config: GatewayConfig) -> Path:
+    """Write ``gateway.yaml`` atomically: the running daemon, which reloads the allow-list
+    when the file changes, reads the old file or the new one, never half of one."""
     path = config.state_dir / CONFIG_FILE
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(config.to_yaml(), encoding="utf-8")
+    write_atomically(path, config.to_yaml().encode("utf-8"))
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a fsync'ed temporary file; keep an existing file's owner and mode.
+
+    A root shell editing the file for a daemon that runs as its own user must not leave it
+    unreadable to that daemon; a new file gets mode 0600 (it may hold the broker password).
+    """
+    try:
+        before: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        before = None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        if before is not None:
+            os.fchmod(fd, before.st_mode & 0o777)
+            if hasattr(os, "fchown") and (before.st_uid, before.st_gid) != (
+                os.getuid(),
+                os.getgid(),
+            ):
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, before.st_uid, before.st_gid)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
