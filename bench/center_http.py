@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_arguments(parse: argparse.ArgumentParser) -> None:
-    parse.add_argument("--events", type=int, default=10_000, help="events per run")
+    parse.add_argument("--events", type=int, default=6_000, help="events per run")
     parse.add_argument("--batch", type=int, default=250, help="events per batch (max 500)")
     parse.add_argument("--concurrency", type=int, default=4, help="gateways sending at once")
     parse.add_argument("--repeat", type=int, default=3)

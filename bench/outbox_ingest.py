@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_arguments(parse: argparse.ArgumentParser) -> None:
-    parse.add_argument("--measurements", type=int, default=20_000)
+    parse.add_argument("--measurements", type=int, default=10_000)
     parse.add_argument("--batch", type=int, default=100, help="measurements per commit")
     parse.add_argument("--singles", type=int, default=500, help="single-draft commits")
     parse.add_argument("--alarms", type=int, default=2_000)

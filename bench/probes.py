@@ -49,7 +49,10 @@ def poll_until(
 class StoredRow:
     id: int
     type: str
+    recorded_at: datetime
+    """The gateway's clock when it wrote the event (before its commit), in ms."""
     received_at: datetime
+    """The centre's clock when it began storing the event (before its commit), in ms."""
 
 
 def _aware(value: Any) -> datetime:
@@ -85,11 +88,12 @@ class CentreReader:
 
     def events_after(self, after_id: int, limit: int = 50) -> list[StoredRow]:
         rows = self._all(
-            "SELECT id, type, received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, type, recorded_at, received_at FROM events"
+            " WHERE id > ? ORDER BY id LIMIT ?",
             after_id,
             limit,
         )
-        return [StoredRow(int(r[0]), str(r[1]), _aware(r[2])) for r in rows]
+        return [StoredRow(int(r[0]), str(r[1]), _aware(r[2]), _aware(r[3])) for r in rows]
 
     def count_events_after(self, after_id: int, type_prefix: str = "") -> int:
         rows = self._all(
