@@ -80,7 +80,9 @@ from gateway.ingest_state import (
     save_device_state,
 )
 from gateway.inventory import (
+    DeviceHealth,
     NetworkDevice,
+    forget_health,
     load_health,
     load_network,
     save_network_device,
@@ -138,7 +140,7 @@ class IngestPipeline:
         self._network: dict[str, NetworkDevice] = {}
         self._listing: list[BridgeDevice] | None = None
         """The last ``bridge/devices`` listing, judged again when the allow-list changes."""
-        self._supervision_stale = False
+        self._reloading = False
         self._received: dict[int, ReceivedRecord] = {}
         self._ack_marks: list[tuple[int, str]] = []
         """Stored marks whose PUBACK went out; flagged in the next commit, lazily."""
@@ -190,11 +192,17 @@ class IngestPipeline:
         return self._commit(outcome.drafts, outcome.writes) if outcome else self._done()
 
     async def _reload(self, *, fresh: bool, link_lost: bool) -> None:
+        self._reloading = True
+        try:
+            await self._load(fresh=fresh, link_lost=link_lost)
+        finally:
+            self._reloading = False
+
+    async def _load(self, *, fresh: bool, link_lost: bool) -> None:
         await self.drain()
         marks, self._ack_marks = self._ack_marks, []
         self._committed_marks.clear()
         now = self.clock()
-        supervisor = self.supervisor
 
         def load(
             db: sqlite_utils.Database,
@@ -203,22 +211,24 @@ class IngestPipeline:
             dict[str, AvailabilityRecord],
             dict[int, ReceivedRecord],
             dict[str, NetworkDevice],
+            dict[str, DeviceHealth],
         ]:
             mark_acked(db, marks)
             expired = expire_received(db, now)
             if expired:
                 log.info("forgot %d old ingest marks", expired)
-            for write in supervisor.load(load_health(db), now, fresh=fresh).writes:
-                write(db)
             return (
                 load_device_states(db),
                 load_availability(db),
                 load_received(db),
                 load_network(db),
+                load_health(db),
             )
 
-        self._edge, self._avail, self._received, self._network = await self.outbox.run(load)
-        self._supervision_stale = False
+        self._edge, self._avail, self._received, self._network, health = await self.outbox.run(load)
+        writes = self.supervisor.load(health, now, fresh=fresh).writes
+        if writes:
+            await self.outbox.run(lambda db: [write(db) for write in writes])
         self._next_expiry = now + EXPIRY_INTERVAL
         if link_lost:
             self.supervisor.set_deaf("link", True, now)
@@ -230,9 +240,10 @@ class IngestPipeline:
         """The periodic check: raise ``technical.device_silent`` for devices quiet too long.
 
         The daemon calls it every ``CHECK_PERIOD_S``; tests call it after moving the clock.
+        Skipped while state is being reloaded (the next period checks).
         """
-        if self._supervision_stale:
-            await self._reload(fresh=False, link_lost=False)
+        if self._reloading:
+            return
         outcome = self.supervisor.check(self.clock())
         if outcome:
             # Shielded: a daemon stopping mid-check must not cancel a commit under way.
@@ -242,20 +253,22 @@ class IngestPipeline:
         """A new allow-list (the installer changed ``gateway.yaml``): use it from now on.
 
         The last ``bridge/devices`` listing is judged again, so a device just paired is
-        trusted and one just removed is reported as unknown; supervision rows follow.
+        trusted (its check-in window starts now) and one just removed is reported as
+        unknown; removed devices' supervision rows are dropped.
         """
         await self.drain()
         self.allow = AllowList(devices)
         self.supervisor.set_devices(devices)
-        await self._reload(fresh=False, link_lost=False)
+        keep = sorted(d.friendly_name for d in devices)
+        writes: list[Write] = [partial(forget_health, keep=keep)]
         drafts: list[EventDraft] = []
-        writes: list[Write] = []
         if self._listing is not None:
-            drafts, writes = self._apply_plan(
-                plan_devices(self._network, self._listing, self.profiles, self.allow, self.clock())
+            now = self.clock()
+            drafts, more = self._apply_plan(
+                plan_devices(self._network, self._listing, self.profiles, self.allow, now)
             )
-        if drafts or writes:
-            await self._commit(drafts, writes)
+            writes += more
+        await self._commit(drafts, writes)
 
     # -- per message ----------------------------------------------------------------------
 
@@ -637,7 +650,7 @@ class IngestPipeline:
             if record is not None:
                 self._received.pop(record[0], None)
             self.counts["refused"] += len(drafts)
-            self._supervision_stale = True
+            self.supervisor.revert(drafts)
             types = ",".join(sorted({d.type for d in drafts}))
             log.error("outbox refused %d event(s) %s: %s", len(drafts), types, exc)
             return

@@ -422,6 +422,27 @@ class Supervisor:
             outcome += self._apply(device, profile, new, changes, now)
         return outcome
 
+    def revert(self, drafts: Sequence[EventDraft]) -> None:
+        """The outbox refused these events, and the state written with them: undo their
+        raises and clears in memory, so the next report or check makes them again."""
+        conditions = {kind: condition for condition, kind in EVENT_TYPES.items()}
+        for draft in drafts:
+            if draft.device is None or draft.device.id not in self._state:
+                continue
+            name = draft.device.id
+            self._saved.pop(name, None)  # its row was not written either
+            raised = draft.type in conditions
+            base = draft.type if raised else draft.type.removesuffix(CLEARED)
+            condition = conditions.get(base)
+            if condition is None:
+                continue
+            state = self._state[name]
+            undone = state.raised - {condition} if raised else state.raised | {condition}
+            self._state[name] = replace(state, raised=undone)
+            log.warning(
+                "%s for %s was refused by the outbox; it will be tried again", draft.type, name
+            )
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _current(self, device: AllowedDevice, now: datetime) -> DeviceHealth:

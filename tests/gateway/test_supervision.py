@@ -270,3 +270,17 @@ def test_a_new_allow_list_drops_removed_devices() -> None:
     outcome = supervisor.load(stored, NOW, fresh=False)
     assert supervisor.state("hall/door") is None
     assert any(getattr(w, "func", None).__name__ == "forget_health" for w in outcome.writes)  # type: ignore[union-attr]
+
+
+def test_a_refused_raise_or_clear_is_made_again() -> None:
+    supervisor = Supervisor(KIT[:1], PROFILES)
+    supervisor.load({}, NOW, fresh=True)
+    raised = supervisor.check(NOW + 3 * HOUR).drafts
+    supervisor.revert(raised)  # the outbox refused it
+    assert [d.type for d in supervisor.check(NOW + 3 * HOUR).drafts] == ["technical.device_silent"]
+    cleared = supervisor.heard(KIT[0], {"battery": 80}, NOW + 4 * HOUR)
+    assert [d.type for d in cleared.drafts] == ["technical.device_silent_cleared"]
+    supervisor.revert(cleared.drafts)
+    again = supervisor.heard(KIT[0], {"battery": 80}, NOW + 4 * HOUR)
+    assert [d.type for d in again.drafts] == ["technical.device_silent_cleared"]
+    assert again.writes, "the row is written again too"
