@@ -24,10 +24,10 @@ import contextlib
 import json
 import logging
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,7 +40,13 @@ from gateway.outbox import Outbox, OutboxError, OutboxRow, TransportFailure
 from trygg.wire.canonical import CanonicalJsonError, canonical_json, parse_json_object
 from trygg.wire.clock import Clock, format_ts, system_clock
 from trygg.wire.jws import key_id, sign_detached
-from trygg.wire.messages import Heartbeat, HeartbeatAnswer
+from trygg.wire.messages import (
+    CommandResult,
+    Heartbeat,
+    HeartbeatAnswer,
+    Inventory,
+    TestAlarmReport,
+)
 from trygg.wire.receipt import Receipt, ReceiptError, verify_receipts
 
 log = logging.getLogger("trygg.gateway.uplink")
@@ -51,6 +57,11 @@ IDLE_POLL_S = 1.0
 HEARTBEAT_TICK_S = 1.0
 """The heartbeat loop re-reads the injected clock at least this often."""
 MIN_HEARTBEAT_S, MAX_HEARTBEAT_S = 1, 86_400
+EARLY_HEARTBEAT_SPACING_S = 2.0
+"""An early heartbeat (results of device commands, a new allow-list) waits at least this
+long after the previous one."""
+RECENT_RECEIPTS = 256
+"""Verified receipts remembered for a waiter that asks just after the batch settled."""
 
 _JSON = {"content-type": "application/json"}
 
@@ -78,6 +89,31 @@ class UplinkStatus:
     last_heartbeat_at: str | None
     heartbeat_interval_s: int
     batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedReceipt:
+    """A receipt the uplink verified, and when (the event loop's clock, for round trips)."""
+
+    receipt: Receipt
+    verified_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatExtras:
+    """What the installation adds to a heartbeat (see ``gateway/installer_control.py``)."""
+
+    inventory: Inventory | None = None
+    command_results: tuple[CommandResult, ...] = ()
+    test_alarm: TestAlarmReport | None = None
+
+
+class Installation(Protocol):
+    """The daemon's installer side, asked for each heartbeat's extras and told the answer."""
+
+    async def heartbeat_extras(self) -> HeartbeatExtras: ...
+
+    async def heartbeat_answered(self, sent: HeartbeatExtras, answer: HeartbeatAnswer) -> None: ...
 
 
 def batch_body(rows: list[OutboxRow]) -> bytes:
@@ -124,7 +160,41 @@ class Uplink:
         self._delays: deque[float] = deque(maxlen=32)
         self._last_success_at: str | None = None
         self._last_heartbeat_at: str | None = None
+        self._last_heartbeat_sent: datetime | None = None
         self.heartbeat_interval_s = enrolment.heartbeat_interval_s
+        self._beat_now = asyncio.Event()
+        self._installation: Installation | None = None
+        self._receipt_waiters: dict[str, list[asyncio.Future[VerifiedReceipt]]] = {}
+        self._recent_receipts: OrderedDict[str, VerifiedReceipt] = OrderedDict()
+
+    def attach_installation(self, installation: Installation) -> None:
+        """Let the installer side add to heartbeats and read their answers."""
+        self._installation = installation
+
+    def request_heartbeat(self) -> None:
+        """Send a heartbeat soon (spaced by EARLY_HEARTBEAT_SPACING_S), not at the next due time."""
+        self._beat_now.set()
+
+    def receipt_for(self, event_id: str) -> asyncio.Future[VerifiedReceipt]:
+        """A future for the verified receipt of ``event_id`` (done already if it came)."""
+        future: asyncio.Future[VerifiedReceipt] = asyncio.get_running_loop().create_future()
+        known = self._recent_receipts.get(event_id)
+        if known is not None:
+            future.set_result(known)
+        else:
+            self._receipt_waiters.setdefault(event_id, []).append(future)
+        return future
+
+    def _receipts_verified(self, receipts: list[Receipt]) -> None:
+        now = asyncio.get_running_loop().time()
+        for receipt in receipts:
+            verified = VerifiedReceipt(receipt, now)
+            self._recent_receipts[receipt.event_id] = verified
+            for waiter in self._receipt_waiters.pop(receipt.event_id, []):
+                if not waiter.done():
+                    waiter.set_result(verified)
+        while len(self._recent_receipts) > RECENT_RECEIPTS:
+            self._recent_receipts.popitem(last=False)
 
     async def __aenter__(self) -> Uplink:
         return self
@@ -205,10 +275,17 @@ class Uplink:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def _heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         next_at = self._clock()
+        last_sent = -EARLY_HEARTBEAT_SPACING_S
         while True:
             due_at = self._clock()
-            if due_at >= next_at:
+            early = self._beat_now.is_set() and (
+                loop.time() - last_sent >= EARLY_HEARTBEAT_SPACING_S
+            )
+            if due_at >= next_at or early:
+                self._beat_now.clear()
+                last_sent = loop.time()
                 try:
                     await self.send_heartbeat()
                     await self._outbox.maintain()
@@ -218,7 +295,15 @@ class Uplink:
                 # slow centre does not stretch the interval the centre supervises us by.
                 next_at = due_at + timedelta(seconds=self.heartbeat_interval_s)
             remaining = (next_at - self._clock()).total_seconds()
-            await asyncio.sleep(min(max(remaining, 0.01), HEARTBEAT_TICK_S))
+            pause = min(max(remaining, 0.01), HEARTBEAT_TICK_S)
+            if self._beat_now.is_set():
+                pause = min(pause, max(0.01, last_sent + EARLY_HEARTBEAT_SPACING_S - loop.time()))
+            if self._beat_now.is_set():
+                await asyncio.sleep(pause)  # asked already: only the spacing holds it back
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._beat_now.wait()
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -338,6 +423,7 @@ class Uplink:
             self._delays.append(delay)
             failure = TransportFailure("no verifiable receipt", delay)
         summary = await self._outbox.settle(receipts, failure=failure)
+        self._receipts_verified(receipts)
         if settled_all:
             self._failures = 0
             self._last_error = None
@@ -384,14 +470,23 @@ class Uplink:
     async def send_heartbeat(self) -> HeartbeatAnswer | None:
         """POST one signed heartbeat; adopt the interval the centre answers. None on failure."""
         stats = await self._outbox.stats()
+        now = self._clock()
+        if self._last_heartbeat_sent is not None and now <= self._last_heartbeat_sent:
+            # The centre refuses a heartbeat not newer than the last (replay protection).
+            now = self._last_heartbeat_sent + timedelta(milliseconds=1)
+        extras = await self._extras()
         heartbeat = Heartbeat(
             gateway_id=self._enrolment.gateway_id,
             boot_id=self._outbox.boot_id,
-            sent_at=format_ts(self._clock()),
+            sent_at=format_ts(now),
             outbox_depth=stats.depth,
             alarms_queued=stats.alarms_queued,
             oldest_queued_age_s=stats.oldest_queued_age_s or 0,
+            inventory=extras.inventory,
+            command_results=list(extras.command_results),
+            test_alarm=extras.test_alarm,
         )
+        self._last_heartbeat_sent = now
         wire = heartbeat.to_wire()
         sig = sign_detached(canonical_json(wire), self._key, self._kid)
         body = json.dumps({"heartbeat": wire, "sig": sig}, separators=(",", ":"))
@@ -417,7 +512,22 @@ class Uplink:
             log.info("heartbeat interval now %d s (set by the centre)", interval)
             self.heartbeat_interval_s = interval
         self._last_heartbeat_at = heartbeat.sent_at
+        if self._installation is not None:
+            try:
+                await self._installation.heartbeat_answered(extras, answer)
+            except Exception:
+                log.exception("the installation could not take the heartbeat answer")
         return answer
+
+    async def _extras(self) -> HeartbeatExtras:
+        """The installation's part of a heartbeat; a failure there costs it, not the beat."""
+        if self._installation is None:
+            return HeartbeatExtras()
+        try:
+            return await self._installation.heartbeat_extras()
+        except Exception:
+            log.exception("heartbeat sent without the installation's report")
+            return HeartbeatExtras()
 
 
 def _detail_reason(response: httpx.Response) -> str:
