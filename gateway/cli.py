@@ -1,4 +1,4 @@
-"""``trygg gateway …``: init, enroll, run, status.
+"""``trygg gateway …``: init, enroll, run, status; the installer's pair, devices, test-alarm.
 
 ``trygg/cli.py`` calls :func:`register`; each subcommand sets ``handler(args) -> int``.
 Expected failures print one line on stderr and exit 2, never a traceback.
@@ -18,6 +18,7 @@ from typing import Any
 from gateway.config import DEFAULT_STATE_DIR, ConfigError, load_config
 from gateway.daemon import run_until_signalled
 from gateway.identity import EnrolmentRefused, IdentityError, enroll, init_gateway
+from gateway.installer_cli import add_installer_commands
 from gateway.status import collect_status, format_status
 
 STATE_DIR_ENV = "TRYGG_GATEWAY_STATE_DIR"
@@ -180,6 +181,7 @@ def register(
     common = common_options()
     for add in COMMANDS:
         add(commands, common)
+    add_installer_commands(commands, common, state_dir_of)
     return commands
 
 

@@ -18,6 +18,7 @@ from firmware_profiles.loader import load_profiles
 from gateway import ingest_state
 from gateway.config import GatewayConfig
 from gateway.identity import IdentityError, load_enrolment, load_signing_key
+from gateway.installer_control import InstallerControl
 from gateway.mqtt_ingest import run_mqtt_ingest
 from gateway.outbox import Outbox
 from gateway.pipeline import IngestPipeline
@@ -42,10 +43,13 @@ async def run_gateway(
     clock: Clock = system_clock,
     on_ready: Callable[[], None] | None = None,
     supervision_period_s: float = CHECK_PERIOD_S,
+    reload_requested: asyncio.Event | None = None,
 ) -> None:
     """Run until ``stop`` is set; raise GatewayNotReady before touching the broker if unfit.
 
     Device supervision (silence) is checked every ``supervision_period_s`` against ``clock``.
+    The allow-list is reloaded when ``gateway.yaml`` changes or ``reload_requested`` is set
+    (SIGHUP), without a restart (``gateway/installer_control.py``).
     """
     key = load_signing_key(config.state_dir)
     enrolment = load_enrolment(config.state_dir)
@@ -76,6 +80,10 @@ async def run_gateway(
             base_topic=config.broker.base_topic,
         )
         await pipeline.start()
+        control = InstallerControl(config, outbox, uplink, pipeline, enrolment, profiles, clock)
+        if reload_requested is not None:
+            control.reload_requested = reload_requested
+        await control.start()
 
         def subscribed() -> None:
             log.info("%s (gateway %s)", READY_MESSAGE, enrolment.gateway_id)
@@ -84,6 +92,7 @@ async def run_gateway(
                 on_ready()
 
         delivery = asyncio.create_task(uplink.run(), name="uplink")
+        installer = asyncio.create_task(control.run(stop), name="installer-control")
         supervision = asyncio.create_task(
             run_supervision(pipeline.supervise, stop, period_s=supervision_period_s),
             name="supervision",
@@ -91,7 +100,7 @@ async def run_gateway(
         try:
             await run_mqtt_ingest(config.broker, pipeline, stop, on_subscribed=subscribed)
         finally:
-            for task in (supervision, delivery):
+            for task in (installer, supervision, delivery):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -101,13 +110,16 @@ async def run_gateway(
 
 
 def run_until_signalled(config: GatewayConfig) -> None:
-    """The process entry point: SIGTERM and SIGINT stop the daemon cleanly."""
+    """The process entry point: SIGTERM and SIGINT stop the daemon cleanly; SIGHUP reloads
+    the allow-list from ``gateway.yaml`` at once."""
 
     async def main() -> None:
         stop = asyncio.Event()
+        reload_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_gateway(config, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+        await run_gateway(config, stop, reload_requested=reload_requested)
 
     asyncio.run(main())

@@ -10,16 +10,19 @@ under a file lock and writes the file atomically. The running daemon notices the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from firmware_profiles.schema import Profile
 from gateway.config import CONFIG_FILE, AllowedDevice, GatewayConfig, load_config, save_config
+from gateway.installer_bridge import BridgeError, BridgeLink
 from trygg.wire.messages import DEVICE_NAME_PATTERN, IEEE_PATTERN
 
 LOCK_FILE = ".gateway.yaml.lock"
@@ -219,3 +222,134 @@ class ConfigWatcher:
             return False
         self._seen = now
         return True
+
+
+# --- changes that also reach Zigbee2MQTT ----------------------------------------------------------
+
+LISTING_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The allow-list after a change, and what Zigbee2MQTT said about its part of it."""
+
+    config: GatewayConfig
+    notes: tuple[str, ...] = ()
+
+
+async def _z2m_name(link: BridgeLink, device: AllowedDevice) -> str:
+    """The name Zigbee2MQTT knows the device by: its listing by IEEE address, else ours."""
+    await link.wait_devices(LISTING_TIMEOUT_S)
+    listed = link.listed(device.ieee)
+    return listed.friendly_name if listed is not None else device.friendly_name
+
+
+async def add(
+    state_dir: Path,
+    profiles: Mapping[str, Profile],
+    link: BridgeLink | None,
+    *,
+    name: str,
+    profile: str,
+    room: str | None = None,
+    place: str | None = None,
+    ieee: str | None = None,
+    resident_ref: str | None = None,
+) -> Outcome:
+    """Allow-list a device; if Zigbee2MQTT lists its address under another name, rename it."""
+    change = partial(
+        add_device,
+        profiles=profiles,
+        name=name,
+        profile=profile,
+        room=room,
+        place=place,
+        ieee=ieee,
+        resident_ref=resident_ref,
+    )
+    config = await asyncio.to_thread(update_config, state_dir, change)
+    notes: list[str] = []
+    if link is not None and ieee is not None:
+        added = find(config, name)
+        current = await _z2m_name(link, added)
+        if current != name:
+            notes.append(await _rename_in_z2m(link, current, name, required=False))
+    return Outcome(config, tuple(n for n in notes if n))
+
+
+async def remove(
+    state_dir: Path, link: BridgeLink | None, name: str, *, keep_paired: bool = False
+) -> Outcome:
+    """Take a device off the allow-list and (unless ``keep_paired``) out of the Zigbee network.
+
+    The allow-list change stands even when Zigbee2MQTT cannot remove a sleeping device: it
+    is no longer trusted either way, and its messages are reported as unknown.
+    """
+    removed: list[AllowedDevice] = []
+
+    def change(config: GatewayConfig) -> GatewayConfig:
+        changed, device = remove_device(config, name)
+        removed.append(device)
+        return changed
+
+    config = await asyncio.to_thread(update_config, state_dir, change)
+    if link is None or keep_paired:
+        return Outcome(config)
+    ident = await _z2m_name(link, removed[0])
+    try:
+        response = await link.remove(ident)
+    except BridgeError as exc:
+        return Outcome(config, (f"still in the Zigbee network: {exc}",))
+    if not response.ok:
+        return Outcome(
+            config,
+            (
+                f"still in the Zigbee network: Zigbee2MQTT said {response.error}; wake the "
+                "device (press its button) or factory-reset it, then remove it again",
+            ),
+        )
+    return Outcome(config, ("removed from the Zigbee network as well",))
+
+
+async def rename(state_dir: Path, link: BridgeLink | None, name: str, to: str) -> Outcome:
+    """Rename in Zigbee2MQTT first (so its topics carry the new name), then the allow-list.
+
+    Refused without any change when Z2M refuses; when Z2M does not answer, the allow-list is
+    renamed only if the device's IEEE address lets the gateway still recognise it.
+    """
+    current = await asyncio.to_thread(load_config, state_dir)
+    rename_device(current, name, to)  # refuses a bad or taken name before Z2M is touched
+    device = find(current, name)
+    notes: list[str] = []
+    if link is not None and to != name:
+        z2m_name = await _z2m_name(link, device)
+        notes.append(await _rename_in_z2m(link, z2m_name, to, required=device.ieee is None))
+    config = await asyncio.to_thread(
+        update_config, state_dir, partial(rename_device, name=name, to=to)
+    )
+    return Outcome(config, tuple(n for n in notes if n))
+
+
+async def _rename_in_z2m(link: BridgeLink, old: str, new: str, *, required: bool) -> str:
+    """Ask Z2M to rename; return a note, or raise DeviceError when the rename must happen."""
+    try:
+        response = await link.rename(old, new)
+    except BridgeError as exc:
+        if required:
+            raise DeviceError(
+                f"{exc}; without an IEEE address the gateway would lose the device"
+            ) from exc
+        return f"Zigbee2MQTT not renamed ({exc}); the gateway still knows it by its address"
+    if response.ok:
+        return ""
+    error = response.error or "refused"
+    if "does not exist" in error:
+        return f"Zigbee2MQTT does not list {old!r}; renamed in the allow-list only"
+    raise DeviceError(f"Zigbee2MQTT refused to rename {old!r} to {new!r}: {error}")
+
+
+async def move(state_dir: Path, name: str, *, room: str | None, place: str | None) -> Outcome:
+    config = await asyncio.to_thread(
+        update_config, state_dir, partial(move_device, name=name, room=room, place=place)
+    )
+    return Outcome(config)

@@ -179,6 +179,7 @@ class BridgeLink:
     watched: asyncio.Queue[BridgeMessage] = field(default_factory=asyncio.Queue)
     _watch: bool = False
     _info_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    _devices_seen: asyncio.Event = field(default_factory=asyncio.Event)
     _waiting: dict[str, asyncio.Future[BridgeResponse]] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
@@ -187,9 +188,14 @@ class BridgeLink:
         self._watch = watch
         self._reader = asyncio.create_task(self._read(), name="bridge-link")
         base = self.base_topic
-        topics = [f"{base}/bridge/info", f"{base}/bridge/state", f"{base}/bridge/response/#"]
+        topics = [
+            f"{base}/bridge/info",
+            f"{base}/bridge/state",
+            f"{base}/bridge/devices",
+            f"{base}/bridge/response/#",
+        ]
         if watch:
-            topics += [f"{base}/bridge/event", f"{base}/bridge/devices"]
+            topics.append(f"{base}/bridge/event")
         for topic in (*topics, *extra_topics):
             await self.client.subscribe(topic, qos=1)
 
@@ -208,6 +214,24 @@ class BridgeLink:
             async with asyncio.timeout(timeout_s):
                 await self._info_seen.wait()
         return self.info
+
+    async def wait_devices(self, timeout_s: float) -> list[BridgeDevice]:
+        """The ``bridge/devices`` listing (retained), waiting up to ``timeout_s`` for it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._devices_seen.wait()
+        return self.devices
+
+    def listed(self, ieee: str | None) -> BridgeDevice | None:
+        """The network member with this IEEE address, as Z2M last listed it."""
+        if ieee is None:
+            return None
+        return next((d for d in self.devices if d.ieee.lower() == ieee.lower()), None)
+
+    async def wait_closed(self) -> None:
+        """Return when the connection is gone (the reader ended)."""
+        if self._reader is not None:
+            await asyncio.wait({self._reader})  # its error is read by stop()
 
     @property
     def major(self) -> int:
@@ -241,6 +265,7 @@ class BridgeLink:
                 future.set_result(response)
         elif rest == "devices" and payload:
             self.devices = parse_bridge_devices(payload)
+            self._devices_seen.set()
             if self._watch:
                 self.watched.put_nowait(BridgeMessage("devices", payload))
         elif rest == "event" and payload and self._watch:

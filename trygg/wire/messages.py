@@ -116,6 +116,9 @@ class InventoryDevice(BaseModel):
     room: str | None = Field(default=None, max_length=64)
     place: str | None = Field(default=None, max_length=128)
     allow_listed: bool
+    status: str | None = Field(default=None, max_length=16)
+    """The gateway's verdict: trusted, unknown, unsupported, mismatch, pending or left."""
+    reason: str | None = Field(default=None, max_length=200)
     state: DeviceState = "unknown"
     battery: int | None = Field(default=None, ge=0, le=100)
     linkquality: int | None = Field(default=None, ge=0, le=255)
