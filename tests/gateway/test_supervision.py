@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from firmware_profiles.loader import load_profiles
+from firmware_profiles.rules import device_health
 from firmware_profiles.schema import Profile
 from gateway.config import AllowedDevice
 from gateway.inventory import DeviceHealth
 from gateway.supervision import (
     Change,
+    SignReader,
     Supervisor,
     on_availability,
     on_report,
@@ -39,7 +43,7 @@ def feed(profile: Profile, messages: list[dict[str, Any]]) -> list[str]:
     state = fresh()
     out: list[str] = []
     for i, message in enumerate(messages):
-        state, changes = on_report(state, profile, message, NOW + i * HOUR)
+        state, changes = on_report(state, SignReader(profile), message, NOW + i * HOUR)
         out.append(" ".join(("+" if c.raised else "-") + c.condition for c in changes))
     return out
 
@@ -107,9 +111,11 @@ def test_conditions_are_raised_once_and_cleared_once(
 
 
 def test_the_state_keeps_the_last_good_values() -> None:
-    state, _ = on_report(fresh(), SMOKE, {"battery": 83, "linkquality": 60, "tamper": False}, NOW)
+    state, _ = on_report(
+        fresh(), SignReader(SMOKE), {"battery": 83, "linkquality": 60, "tamper": False}, NOW
+    )
     later = NOW + HOUR
-    state, _ = on_report(state, SMOKE, {"battery": 300, "linkquality": "x"}, later)
+    state, _ = on_report(state, SignReader(SMOKE), {"battery": 300, "linkquality": "x"}, later)
     assert state.battery == 83 and state.linkquality == 60
     assert state.tamper is False and state.last_heard_at == later
 
@@ -117,7 +123,7 @@ def test_the_state_keeps_the_last_good_values() -> None:
 def test_silence_is_raised_after_offline_after_and_cleared_by_any_report() -> None:
     after = SMOKE.supervision.offline_after
     assert after == timedelta(hours=2.5)
-    state, _ = on_report(fresh(), SMOKE, {"battery": 83}, NOW)
+    state, _ = on_report(fresh(), SignReader(SMOKE), {"battery": 83}, NOW)
     _, changes = on_silence(state, SMOKE, NOW, NOW + after - timedelta(seconds=1), hold=False)
     assert changes == []
     state, (change,) = on_silence(state, SMOKE, NOW, NOW + after, hold=False)
@@ -127,12 +133,12 @@ def test_silence_is_raised_after_offline_after_and_cleared_by_any_report() -> No
         {"silent_s": 9000, "offline_after_s": 9000, "last_heard_at": "2026-11-22T08:00:00.000Z"},
     )
     assert on_silence(state, SMOKE, NOW, NOW + 3 * after, hold=False)[1] == []
-    _, changes = on_report(state, SMOKE, {"smoke": False}, NOW + 3 * after)
+    _, changes = on_report(state, SignReader(SMOKE), {"smoke": False}, NOW + 3 * after)
     assert [(c.condition, c.raised) for c in changes] == [("silent", False)]
 
 
 def test_silence_counts_from_the_window_start_and_is_held_back() -> None:
-    state, _ = on_report(fresh(), SMOKE, {}, NOW)
+    state, _ = on_report(fresh(), SignReader(SMOKE), {}, NOW)
     window = NOW + 10 * HOUR  # e.g. the gateway started then
     assert on_silence(state, SMOKE, window, window + 2 * HOUR, hold=False)[1] == []
     assert on_silence(state, SMOKE, window, window + 3 * HOUR, hold=True)[1] == []
@@ -284,3 +290,40 @@ def test_a_refused_raise_or_clear_is_made_again() -> None:
     again = supervisor.heard(KIT[0], {"battery": 80}, NOW + 4 * HOUR)
     assert [d.type for d in again.drafts] == ["technical.device_silent_cleared"]
     assert again.writes, "the row is written again too"
+
+
+RECORDED = Path(__file__).parents[1] / "firmware_profiles" / "payloads"
+
+
+def recorded_messages() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted(RECORDED.glob("*.json")):
+        if path.name == "bridge_devices.json":
+            continue
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        for sequence in recorded["sequences"]:
+            found += [(recorded["profile"], step["message"]) for step in sequence["steps"]]
+    return found
+
+
+@pytest.mark.parametrize(("profile_id", "message"), recorded_messages())
+def test_the_sign_reader_judges_as_device_health_does(
+    profile_id: str, message: dict[str, Any]
+) -> None:
+    profile = PROFILES[profile_id]
+    reader = SignReader(profile)
+    signs = reader.read(message)
+    health = device_health(profile, message)
+    assert (
+        signs.battery,
+        reader.battery_low(signs),
+        signs.linkquality,
+        reader.link_poor(signs),
+        signs.tamper,
+    ) == (
+        health.battery_percent,
+        health.battery_low,
+        health.linkquality,
+        health.link_poor,
+        health.tamper,
+    )
