@@ -376,8 +376,9 @@ class Supervisor:
     """Current supervision state of every allow-listed device; see the module docstring.
 
     Every method returns an :class:`Outcome` for the caller to commit in one transaction;
-    the in-memory state advances at once (the pipeline's arrival-order model), and after
-    a failed or refused commit the caller reloads it with :meth:`load`.
+    the in-memory state advances at once (the pipeline's arrival-order model). After a
+    failed commit the caller reloads it with :meth:`load`; a commit the outbox refused is
+    undone with :meth:`revert`. Use it from the event loop only.
     """
 
     def __init__(
