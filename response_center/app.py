@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from response_center import alarms, auth, enrolment, ingest, supervision
+from response_center import alarms, auth, enrolment, ingest, installations, supervision
 from response_center.context import CenterContext, get_ctx, load_receipt_key
 from response_center.db.engine import make_engine, migrate
 from response_center.errors import ApiError, install_error_handlers
@@ -73,6 +73,7 @@ def create_app(settings: CenterSettings, clock: Clock = system_clock) -> FastAPI
         supervision.router,
         auth.router,
         alarms.router,
+        installations.router,
     ):
         app.include_router(router)
 

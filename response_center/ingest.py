@@ -49,6 +49,7 @@ from response_center.db.dialect import insert_many_ignoring_conflicts, one_of, u
 from response_center.db.schema import devices, events, gateways
 from response_center.errors import ApiError, describe_validation_error
 from response_center.gateways import Gateway, authenticate_gateway, load_gateway
+from response_center.installations import resolve_test_alarms
 from response_center.web import raw_body
 from trygg.wire.canonical import CanonicalJsonError, parse_json_object
 from trygg.wire.clock import format_ts, parse_ts
@@ -465,6 +466,7 @@ def _open_event_alarms(
         actor=f"gateway:{gateway.id}",
     )
     log.info("gateway %s: opened alarms %s", gateway.id, ids)
+    resolve_test_alarms(conn, [(i, r["type"]) for i, r in zip(ids, alarm_rows, strict=True)], now)
     return [
         (alarm_id, _device_event(row))
         for alarm_id, row in zip(ids, alarm_rows, strict=True)

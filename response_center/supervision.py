@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
+from response_center import installations
 from response_center.alarms import SYSTEM_ACTOR, NewAlarm, open_alarms, transition
 from response_center.audit import SecurityEvent, record_security_event
 from response_center.context import CenterContext, client_ip, get_ctx
@@ -190,8 +191,10 @@ def receive_heartbeat(ctx: CenterContext, body: dict[str, Any], ip: str | None) 
             )
             .values(last_heartbeat_at=now, last_heartbeat_sent_at=sent_at)
         ).rowcount
+        extra = installations.Exchange()
         if fresh == 1:
             clear_offline(conn, gateway.id, now)
+            extra = installations.exchange(ctx, conn, gateway, beat, now)
         else:
             record_security_event(
                 conn,
@@ -200,7 +203,11 @@ def receive_heartbeat(ctx: CenterContext, body: dict[str, Any], ip: str | None) 
     if fresh != 1:
         raise _bad(409, "heartbeat_replay", "This heartbeat is not newer than the last one.")
     return HeartbeatAnswer(
-        heartbeat_interval_s=ctx.settings.heartbeat_interval_s, server_time=format_ts(now)
+        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+        server_time=format_ts(now),
+        inventory_digest=extra.inventory_digest,
+        commands=extra.commands,
+        commands_sig=extra.commands_sig,
     )
 
 
@@ -213,4 +220,4 @@ def post_heartbeat(
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
     answer = receive_heartbeat(ctx, body, client_ip(request))
-    return answer.model_dump(mode="json")
+    return answer.to_wire()  # without the installation's parts when empty (older gateways)

@@ -42,6 +42,9 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 ALARM_STATES = ("new", "acknowledged", "resolved")
 ROLES = ("operator", "nurse", "installer", "admin")
 GATEWAY_STATUSES = ("active", "revoked")
+COMMAND_OPS = ("add", "remove", "rename", "move")
+COMMAND_STATES = ("pending", "delivered", "applied", "failed")
+DEVICE_STATES = ("online", "offline", "silent", "unknown")
 APPEND_ONLY_TABLES = ("alarm_transitions", "audit_log", "security_events")
 
 
@@ -289,4 +292,64 @@ security_events = Table(
     Column("source_ip", String(64), nullable=True),
     Column("detail", Text, nullable=True),
     Index(None, "source_ip", "at"),
+)
+
+
+# --- the installation of a home (response_center/installations.py) --------------------------
+
+installation_devices = Table(
+    "installation_devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("gateway_id", String(32), ForeignKey("gateways.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("ieee", String(18), nullable=True),
+    Column("profile", String(128), nullable=True),
+    Column("model", String(64), nullable=True),
+    Column("room", String(64), nullable=True),
+    Column("place", String(128), nullable=True),
+    Column("allow_listed", Boolean, nullable=False),
+    Column("status", String(16), nullable=True),
+    Column("reason", String(200), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("battery", SmallInteger, nullable=True),
+    Column("linkquality", SmallInteger, nullable=True),
+    Column("last_seen_at", UtcDateTime, nullable=True),
+    Column("reported_at", UtcDateTime, nullable=False),
+    UniqueConstraint("gateway_id", "name"),
+    CheckConstraint(_in("state", DEVICE_STATES), name="state"),
+)
+
+installation_reports = Table(
+    "installation_reports",
+    metadata,
+    Column("gateway_id", String(32), ForeignKey("gateways.id"), primary_key=True),
+    Column("inventory_digest", String(64), nullable=True),
+    Column("inventory_at", UtcDateTime, nullable=True),
+    Column("inventory_truncated", Boolean, nullable=False),
+    Column("test_event_id", String(36), nullable=True),
+    Column("test_rtt_ms", Integer, nullable=True),
+    Column("test_receipt", String(16), nullable=True),
+    Column("test_reported_at", UtcDateTime, nullable=True),
+)
+
+device_commands = Table(
+    "device_commands",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("gateway_id", String(32), ForeignKey("gateways.id"), nullable=False),
+    Column("municipality_id", Integer, ForeignKey("municipalities.id"), nullable=False),
+    Column("home_id", Integer, ForeignKey("homes.id"), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("reason", String(200), nullable=True),
+    CheckConstraint(_in("op", COMMAND_OPS), name="op"),
+    CheckConstraint(_in("state", COMMAND_STATES), name="state"),
+    Index(None, "gateway_id", "state"),
 )

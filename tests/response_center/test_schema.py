@@ -29,7 +29,7 @@ def test_migrations_create_exactly_the_core_schema(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
     assert set(inspect(engine).get_table_names()) == set(metadata.tables) | {"alembic_version"}
     engine.dispose()
 
