@@ -169,6 +169,16 @@ def load_received(db: sqlite_utils.Database) -> dict[int, ReceivedRecord]:
     return {int(mid): ReceivedRecord(str(topic), str(digest)) for mid, topic, digest in rows}
 
 
+def forget_received(db: sqlite_utils.Database) -> int:
+    """Forget every row: the broker has no session for us, so it will resend nothing.
+
+    Without this, a broker that lost its state hands out packet ids from 1 again, and a
+    fresh message that happens to match an old row (same id, topic and payload) would be
+    taken for a resend of it if the gateway died before committing it.
+    """
+    return int(db.execute("DELETE FROM mqtt_received").rowcount)
+
+
 def expire_received(db: sqlite_utils.Database, now: datetime) -> int:
     """Forget acknowledged rows after a day and the rest after a week; return how many."""
     cursor = db.execute(

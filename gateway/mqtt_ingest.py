@@ -64,6 +64,8 @@ async def run_mqtt_ingest(
                 username=broker.username,
                 password=broker.password,
             ) as client:
+                if client.session_present is False:
+                    await pipeline.forget_redeliveries()
                 await client.subscribe_all(broker.base_topic)
                 log.info("subscribed to %s/# on %s:%d", broker.base_topic, broker.host, broker.port)
                 failures = 0

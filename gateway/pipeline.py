@@ -71,6 +71,7 @@ from gateway.ingest_state import (
     AvailabilityRecord,
     ReceivedRecord,
     expire_received,
+    forget_received,
     load_availability,
     load_device_states,
     load_received,
@@ -176,6 +177,19 @@ class IngestPipeline:
         """Wait until every submitted message's commit has finished (or failed)."""
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def forget_redeliveries(self) -> None:
+        """The broker holds no session for us: no message will be resent, forget the marks.
+
+        Called on a connection whose CONNACK says the session is new, before any message
+        arrives on it; committed in its own transaction, so a later crash cannot bring the
+        old marks back to match a fresh message that reuses an old packet id.
+        """
+        await self.drain()
+        forgotten = await self.outbox.run(forget_received)
+        self._received.clear()
+        if forgotten:
+            log.info("broker kept no session: forgot %d redelivery marks", forgotten)
 
     async def resync(self) -> None:
         """Drain, then reload all remembered state from the database.

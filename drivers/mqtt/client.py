@@ -79,6 +79,21 @@ class ManualAckClient(aiomqtt.Client):
         # arrival -> message for every QoS>0 message not yet acknowledged, oldest first;
         # the value turns True once the caller has acked it.
         self._unacked: OrderedDict[int, tuple[ReceivedMessage, bool]] = OrderedDict()
+        self.session_present: bool | None = None
+        """From the CONNACK: False means the broker kept nothing for us and resends nothing."""
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        """Extends aiomqtt's hook (private API) to keep the CONNACK's session-present flag."""
+        if self.session_present is None:
+            self.session_present = bool(flags.session_present)
+        super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         """Replaces aiomqtt's hook (private API) to keep the packet id and the DUP flag.

@@ -274,3 +274,54 @@ async def test_stop_while_the_broker_is_down_returns_promptly(
     gateway.stop_event.set()
     assert gateway.task is not None
     await within(gateway.task, 5)
+
+
+def dying_outbox(gate: asyncio.Event, entered: asyncio.Event) -> type[Outbox]:
+    """A real outbox whose event commits wait at a gate and then fail: the process died."""
+
+    class DyingOutbox(Outbox):
+        async def commit(self, drafts: Sequence[EventDraft], *, also: Also = None) -> list[Any]:
+            if drafts:
+                entered.set()
+                await gate.wait()
+                raise OSError("the gateway died before this commit")
+            return await super().commit(drafts, also=also)
+
+    return DyingOutbox
+
+
+async def test_a_press_reusing_an_old_packet_id_after_the_broker_lost_its_session_still_raises(
+    gateway: Gateway, mosquitto: Mosquitto
+) -> None:
+    async def press() -> None:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="sim-z2m") as client:
+            await ZigbeeHome(client).press()
+
+    # First life: a press is stored and acknowledged; its redelivery mark is kept a day.
+    await gateway.start()
+    await press()
+    await within(gateway.alarms.get())
+    await gateway.stop()
+
+    # The broker loses everything, so packet ids to the gateway start again from 1, and an
+    # identical press arrives with the old press's id; the gateway dies before committing it.
+    await asyncio.to_thread(mosquitto.restart, keep_state=False)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    await gateway.start(dying_outbox(gate, entered))
+    mark = mosquitto.mark()
+    await press()
+    await within(entered.wait())
+    gateway.stop_event.set()
+    await mosquitto.log_line(rf"Client {CLIENT_ID} disconnected", after=mark)
+    gate.set()
+    assert gateway.task is not None
+    await within(gateway.task)
+    await gateway.outbox.close() if gateway.outbox else None
+    gateway.outbox = None
+
+    # The broker resends it (DUP=1): it is a new press, not the old one, and must raise.
+    restarted = await gateway.start()
+    await mosquitto.log_line(rf"Sending PUBLISH to {CLIENT_ID} \(d1, q1", after=mark)
+    await within(gateway.alarms.get())
+    assert await gateway.types() == ["alarm.button", "alarm.button"]
+    assert restarted.counts["redelivered"] == 0
