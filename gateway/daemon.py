@@ -18,7 +18,7 @@ from firmware_profiles.loader import load_profiles
 from gateway import ingest_state
 from gateway.config import GatewayConfig
 from gateway.identity import IdentityError, load_enrolment, load_signing_key
-from gateway.installer_control import InstallerControl
+from gateway.installer_control import WATCH_TICK_S, InstallerControl
 from gateway.mqtt_ingest import run_mqtt_ingest
 from gateway.outbox import Outbox
 from gateway.pipeline import IngestPipeline
@@ -44,12 +44,14 @@ async def run_gateway(
     on_ready: Callable[[], None] | None = None,
     supervision_period_s: float = CHECK_PERIOD_S,
     reload_requested: asyncio.Event | None = None,
+    allow_list_tick_s: float = WATCH_TICK_S,
 ) -> None:
     """Run until ``stop`` is set; raise GatewayNotReady before touching the broker if unfit.
 
     Device supervision (silence) is checked every ``supervision_period_s`` against ``clock``.
-    The allow-list is reloaded when ``gateway.yaml`` changes or ``reload_requested`` is set
-    (SIGHUP), without a restart (``gateway/installer_control.py``).
+    The allow-list is reloaded when ``gateway.yaml`` changes (looked at every
+    ``allow_list_tick_s``) or ``reload_requested`` is set (SIGHUP), without a restart
+    (``gateway/installer_control.py``).
     """
     key = load_signing_key(config.state_dir)
     enrolment = load_enrolment(config.state_dir)
@@ -80,7 +82,16 @@ async def run_gateway(
             base_topic=config.broker.base_topic,
         )
         await pipeline.start()
-        control = InstallerControl(config, outbox, uplink, pipeline, enrolment, profiles, clock)
+        control = InstallerControl(
+            config,
+            outbox,
+            uplink,
+            pipeline,
+            enrolment,
+            profiles,
+            clock,
+            watch_tick_s=allow_list_tick_s,
+        )
         if reload_requested is not None:
             control.reload_requested = reload_requested
         await control.start()
