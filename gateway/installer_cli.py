@@ -327,7 +327,7 @@ async def request_test_alarm(
     config: GatewayConfig,
     emit: Callable[[str], None],
     *,
-    receipt_timeout_s: float = 35.0,
+    receipt_timeout_s: int = 30,
     committed_timeout_s: float = COMMITTED_TIMEOUT_S,
 ) -> TestAlarmOutcome:
     """Ask the running daemon for a test alarm and wait for the centre's receipt."""
@@ -347,9 +347,8 @@ async def request_test_alarm(
     ) as link:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await link.client.publish(
-            TEST_ALARM_REQUEST_TOPIC, json.dumps({"request_id": request_id}), qos=1
-        )
+        request = {"request_id": request_id, "timeout_s": receipt_timeout_s}
+        await link.client.publish(TEST_ALARM_REQUEST_TOPIC, json.dumps(request), qos=1)
         timeout = committed_timeout_s
         while True:
             try:
@@ -370,7 +369,9 @@ async def request_test_alarm(
                     f"Test alarm committed by the gateway as event {answer.get('event_id')}; "
                     "waiting for the centre's receipt..."
                 )
-                timeout = receipt_timeout_s
+                timeout = (
+                    receipt_timeout_s + committed_timeout_s
+                )  # the daemon says when it gives up
                 continue
             elapsed = round((loop.time() - started) * 1000)
             return TestAlarmOutcome(status, answer, elapsed)
@@ -380,9 +381,7 @@ def test_alarm_command(state_dir_of: StateDirOf) -> Callable[[argparse.Namespace
     def test_alarm(args: argparse.Namespace) -> int:
         config = load_config(state_dir_of(args))
         try:
-            outcome = asyncio.run(
-                request_test_alarm(config, _out, receipt_timeout_s=args.timeout + 5.0)
-            )
+            outcome = asyncio.run(request_test_alarm(config, _out, receipt_timeout_s=args.timeout))
         except aiomqtt.MqttError as exc:
             raise BridgeError(f"the connection to the home's broker broke: {exc}") from exc
         answer = outcome.answer
@@ -465,6 +464,11 @@ def add_installer_commands(
         "test-alarm", parents=[common], help="send a test alarm through the whole chain"
     )
     test.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the centre's receipt"
+        "--timeout",
+        type=int,
+        default=30,
+        choices=range(1, 121),
+        metavar="1..120",
+        help="seconds to wait for the centre's receipt (default 30)",
     )
     test.set_defaults(handler=_guarded("test-alarm", test_alarm_command(state_dir_of)))

@@ -76,7 +76,8 @@ CONTROL_BASE = "trygg/control"
 TEST_ALARM_REQUEST_TOPIC = f"{CONTROL_BASE}/test-alarm/request"
 TEST_ALARM_RESULT_PREFIX = f"{CONTROL_BASE}/test-alarm/result/"
 TEST_ALARM_TYPE = "alarm.test"
-TEST_RECEIPT_TIMEOUT_S = 30.0
+TEST_RECEIPT_TIMEOUT_S = 30
+MAX_RECEIPT_TIMEOUT_S = 120
 MAX_TESTS_PER_HOUR = 20
 WATCH_TICK_S = 1.0
 INVENTORY_REFRESH = timedelta(minutes=15)
@@ -89,8 +90,19 @@ def result_topic(request_id: str) -> str:
     return TEST_ALARM_RESULT_PREFIX + request_id
 
 
-def parse_test_request(payload: bytes) -> str:
-    """The request id of a test-alarm request; ValueError with a reason when unusable."""
+@dataclass(frozen=True, slots=True)
+class TestAlarmRequest:
+    __test__ = False
+
+    request_id: str
+    receipt_timeout_s: float
+
+
+def parse_test_request(payload: bytes) -> TestAlarmRequest:
+    """A test-alarm request: its id and how long to wait for the receipt (1 to 120 s).
+
+    ValueError with a reason when unusable.
+    """
     if len(payload) > MAX_REQUEST_BYTES:
         raise ValueError(f"request of {len(payload)} bytes is too long")
     try:
@@ -100,7 +112,10 @@ def parse_test_request(payload: bytes) -> str:
     request_id = body.get("request_id")
     if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
         raise ValueError("request_id must be 8-64 letters, digits, '-' or '_'")
-    return request_id
+    timeout = body.get("timeout_s", TEST_RECEIPT_TIMEOUT_S)
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise ValueError("timeout_s must be a whole number of seconds")
+    return TestAlarmRequest(request_id, float(min(max(timeout, 1), MAX_RECEIPT_TIMEOUT_S)))
 
 
 # --- commands remembered across restarts --------------------------------------------------------
@@ -254,7 +269,6 @@ class InstallerControl:
     profiles: Mapping[str, Profile]
     clock: Clock = system_clock
     watch_tick_s: float = WATCH_TICK_S
-    receipt_timeout_s: float = TEST_RECEIPT_TIMEOUT_S
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
     link: BridgeLink | None = None
     last_test: TestAlarmReport | None = None
@@ -356,11 +370,11 @@ class InstallerControl:
         if topic != TEST_ALARM_REQUEST_TOPIC:
             return
         try:
-            request_id = parse_test_request(payload)
+            request = parse_test_request(payload)
         except ValueError as exc:
             log.warning("test-alarm request refused: %s", exc)
             return
-        task = asyncio.create_task(self._test_alarm(request_id), name="test-alarm")
+        task = asyncio.create_task(self._test_alarm(request), name="test-alarm")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -384,7 +398,8 @@ class InstallerControl:
             return f"at most {MAX_TESTS_PER_HOUR} test alarms an hour"
         return None
 
-    async def _test_alarm(self, request_id: str) -> None:
+    async def _test_alarm(self, request: TestAlarmRequest) -> None:
+        request_id = request.request_id
         refusal = self._may_test()
         if refusal is not None:
             log.warning("test alarm %s refused: %s", request_id, refusal)
@@ -413,7 +428,7 @@ class InstallerControl:
             log.info("test alarm %s committed as event %s", request_id, event_id)
             await self._publish(request_id, "committed", event_id=event_id)
             try:
-                async with asyncio.timeout(self.receipt_timeout_s):
+                async with asyncio.timeout(request.receipt_timeout_s):
                     verified = await asyncio.shield(receipt)
             except TimeoutError:
                 receipt.add_done_callback(
@@ -424,8 +439,8 @@ class InstallerControl:
                     "no_receipt",
                     event_id=event_id,
                     reason=(
-                        f"no receipt from the centre within {self.receipt_timeout_s:g} s; the "
-                        "test alarm stays queued and is delivered when the centre answers"
+                        f"no receipt from the centre within {request.receipt_timeout_s:g} s; "
+                        "the test alarm stays queued and is delivered when the centre answers"
                     ),
                 )
                 return

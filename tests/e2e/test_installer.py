@@ -218,3 +218,30 @@ async def test_the_installation_shows_up_and_a_centre_command_moves_a_device(
         operator.alarms, lambda found: len(found) == 2, what="the second alarm", timeout=20
     )
     assert sorted(a["room"] for a in alarms) == ["bedroom", "kitchen"]
+
+
+async def test_a_test_alarm_the_centre_cannot_take_now_stays_queued_and_arrives_later(
+    site: LocalSite, operator: Operator
+) -> None:
+    assert site.center is not None
+    site.center.kill()  # the centre crashes (a clean stop waits for idle connections)
+    code, out, err = await trygg_gateway(site, "test-alarm", "--timeout", "2")
+    assert code == 2
+    assert "Test alarm committed by the gateway" in out
+    assert "no_receipt: no receipt from the centre within 2 s" in err
+    assert "stays queued" in err and err.count("\n") == 1
+
+    site.center.start()
+    # The installer tries again: the first test alarm was kept and goes with the second.
+    code, out, err = await trygg_gateway(site, "test-alarm")
+    assert code == 0, err
+    assert "receipt accepted" in out
+    tests = await eventually(
+        lambda: operator.alarms(state="resolved"),
+        lambda found: len(found) == 2,
+        what="both test alarms at the centre",
+        timeout=30,
+    )
+    assert {(t["type"], t["outcome"]) for t in tests} == {("alarm.test", "test_alarm")}
+    # (The centre may have raised "gateway offline" while it was down; no test alarm is open.)
+    assert [a for a in await operator.alarms() if a["type"] == "alarm.test"] == []
