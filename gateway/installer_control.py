@@ -81,6 +81,9 @@ MAX_RECEIPT_TIMEOUT_S = 120
 MAX_TESTS_PER_HOUR = 20
 WATCH_TICK_S = 1.0
 INVENTORY_REFRESH = timedelta(minutes=15)
+MAX_INVENTORY_BYTES = 32 * 1024
+"""A heartbeat must stay well inside the centre's 64 KiB body limit, or it is refused and
+the centre raises "gateway offline"; devices past this budget are left out (``truncated``)."""
 MAX_REQUEST_BYTES = 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _IEEE = re.compile(IEEE_PATTERN)
@@ -242,8 +245,15 @@ def inventory_digest(items: Sequence[InventoryDevice]) -> str:
 def build_inventory(
     records: Sequence[DeviceRecord], config: GatewayConfig, now: datetime
 ) -> Inventory:
+    """The report for the next heartbeat: allow-listed devices first, cut to fit the budget."""
     items = inventory_devices(records, config)
-    shown = items[:MAX_INVENTORY_DEVICES]
+    shown: list[InventoryDevice] = []
+    size = 0
+    for item in items[:MAX_INVENTORY_DEVICES]:
+        size += len(canonical_json(item.model_dump(mode="json", exclude_none=True))) + 1
+        if size > MAX_INVENTORY_BYTES:
+            break
+        shown.append(item)
     return Inventory(
         digest=inventory_digest(items),
         generated_at=format_ts(now),

@@ -61,6 +61,8 @@ EARLY_HEARTBEAT_SPACING_S = 2.0
 """An early heartbeat (results of device commands, a new allow-list) waits at least this
 long after the previous one."""
 RECENT_RECEIPTS = 256
+PLAIN_HEARTBEATS_FOR = timedelta(hours=1)
+"""How long heartbeats go without the installation's parts after a centre refused them."""
 """Verified receipts remembered for a waiter that asks just after the batch settled."""
 
 _JSON = {"content-type": "application/json"}
@@ -164,6 +166,7 @@ class Uplink:
         self.heartbeat_interval_s = enrolment.heartbeat_interval_s
         self._beat_now = asyncio.Event()
         self._installation: Installation | None = None
+        self._plain_until: datetime | None = None
         self._receipt_waiters: dict[str, list[asyncio.Future[VerifiedReceipt]]] = {}
         self._recent_receipts: OrderedDict[str, VerifiedReceipt] = OrderedDict()
 
@@ -468,13 +471,38 @@ class Uplink:
     # -- heartbeat --------------------------------------------------------------------------
 
     async def send_heartbeat(self) -> HeartbeatAnswer | None:
-        """POST one signed heartbeat; adopt the interval the centre answers. None on failure."""
+        """POST one signed heartbeat; adopt the interval the centre answers. None on failure.
+
+        A centre that refuses the installation's parts (an older one: 400, or 413) gets the
+        plain heartbeat at once, and no parts for an hour: supervision must not suffer.
+        """
+        extras = await self._extras()
+        outcome = await self._post_heartbeat(extras)
+        if isinstance(outcome, int) and outcome in (400, 413) and extras != HeartbeatExtras():
+            log.warning(
+                "the centre refused the heartbeat's installation report (HTTP %d); "
+                "sending heartbeats without it for an hour",
+                outcome,
+            )
+            self._plain_until = self._clock() + PLAIN_HEARTBEATS_FOR
+            extras = HeartbeatExtras()
+            outcome = await self._post_heartbeat(extras)
+        if not isinstance(outcome, HeartbeatAnswer):
+            return None
+        if self._installation is not None:
+            try:
+                await self._installation.heartbeat_answered(extras, outcome)
+            except Exception:
+                log.exception("the installation could not take the heartbeat answer")
+        return outcome
+
+    async def _post_heartbeat(self, extras: HeartbeatExtras) -> HeartbeatAnswer | int | None:
+        """One signed heartbeat: the answer, the HTTP status of a refusal, or None."""
         stats = await self._outbox.stats()
         now = self._clock()
         if self._last_heartbeat_sent is not None and now <= self._last_heartbeat_sent:
             # The centre refuses a heartbeat not newer than the last (replay protection).
             now = self._last_heartbeat_sent + timedelta(milliseconds=1)
-        extras = await self._extras()
         heartbeat = Heartbeat(
             gateway_id=self._enrolment.gateway_id,
             boot_id=self._outbox.boot_id,
@@ -501,7 +529,7 @@ class Uplink:
             log.warning(
                 "heartbeat answered HTTP %d %s", response.status_code, _detail_reason(response)
             )
-            return None
+            return response.status_code
         try:
             answer = HeartbeatAnswer.model_validate(parse_json_object(response.content))
         except (CanonicalJsonError, ValidationError):
@@ -512,16 +540,13 @@ class Uplink:
             log.info("heartbeat interval now %d s (set by the centre)", interval)
             self.heartbeat_interval_s = interval
         self._last_heartbeat_at = heartbeat.sent_at
-        if self._installation is not None:
-            try:
-                await self._installation.heartbeat_answered(extras, answer)
-            except Exception:
-                log.exception("the installation could not take the heartbeat answer")
         return answer
 
     async def _extras(self) -> HeartbeatExtras:
         """The installation's part of a heartbeat; a failure there costs it, not the beat."""
         if self._installation is None:
+            return HeartbeatExtras()
+        if self._plain_until is not None and self._clock() < self._plain_until:
             return HeartbeatExtras()
         try:
             return await self._installation.heartbeat_extras()

@@ -158,6 +158,8 @@ class LocalCentre:
     batches: list[list[str]] = field(default_factory=list)
     requests: int = 0
     heartbeats: list[Heartbeat] = field(default_factory=list)
+    heartbeat_fields: frozenset[str] | None = None
+    """Set: act as an older centre that refuses heartbeats with any other member (400)."""
 
     @property
     def kid(self) -> str:
@@ -283,6 +285,8 @@ def build_centre_app(centre: LocalCentre, started: threading.Event) -> FastAPI:
             verify_detached(body["sig"], canonical_json(body["heartbeat"]), gateway.public_key)
         except JwsError:
             return _refusal(400, "bad_signature", "The heartbeat signature does not verify.")
+        if centre.heartbeat_fields is not None and set(body["heartbeat"]) - centre.heartbeat_fields:
+            return _refusal(400, "malformed", "Extra inputs are not permitted.")
         centre.heartbeats.append(Heartbeat.model_validate(body["heartbeat"]))
         return JSONResponse(
             {

@@ -19,14 +19,17 @@ from gateway import ingest_state
 from gateway.cli import main
 from gateway.config import AllowedDevice, GatewayConfig, UplinkConfig, load_config, save_config
 from gateway.identity import Enrolment
-from gateway.installer_control import InstallerControl, parse_test_request
+from gateway.installer_control import InstallerControl, build_inventory, parse_test_request
+from gateway.inventory import DeviceRecord
 from gateway.pipeline import IngestPipeline
 from gateway.uplink import HeartbeatExtras, Uplink
-from tests.gateway.conftest import FakeClock, OpenOutbox
+from tests.gateway.conftest import START, FakeClock, LocalCentre, OpenOutbox
 from tests.gateway.installer_support import gateway_config
+from tests.gateway.test_uplink import enrolment_for
 from tests.support.mosquitto import Mosquitto
+from trygg.wire.canonical import canonical_json
 from trygg.wire.jws import b64url_encode, key_id, public_key_bytes
-from trygg.wire.messages import DeviceCommand, HeartbeatAnswer, sign_commands
+from trygg.wire.messages import DeviceCommand, Heartbeat, HeartbeatAnswer, sign_commands
 
 PROFILES = load_profiles()
 BUTTON = AllowedDevice(
@@ -220,3 +223,85 @@ async def test_test_alarm_without_a_running_daemon_fails_in_one_line(
     assert code == 2 and out == ""
     assert err.startswith("trygg gateway test-alarm: error: the gateway daemon did not answer")
     assert "is 'trygg gateway run' running?" in err and err.count("\n") == 1
+
+
+ORIGINAL_HEARTBEAT = frozenset(
+    {
+        "v",
+        "gateway_id",
+        "boot_id",
+        "sent_at",
+        "outbox_depth",
+        "alarms_queued",
+        "oldest_queued_age_s",
+    }
+)
+
+
+async def test_an_older_centre_that_refuses_the_report_still_gets_its_heartbeats(
+    tmp_path: Path,
+    open_outbox: OpenOutbox,
+    centre: LocalCentre,
+    gateway_key: Ed25519PrivateKey,
+    clock: FakeClock,
+) -> None:
+    centre.enrol_directly(gateway_key)
+    centre.heartbeat_fields = ORIGINAL_HEARTBEAT
+    config = GatewayConfig(state_dir=tmp_path, devices=[BUTTON])
+    save_config(config)
+    outbox = await open_outbox(migrations=ingest_state.MIGRATIONS)
+    pipeline = IngestPipeline(outbox, PROFILES, config.devices, clock)
+    await pipeline.start()
+    enrolment = enrolment_for(centre)
+    uplink = Uplink(outbox, enrolment, gateway_key, UplinkConfig(request_timeout_s=5), clock=clock)
+    control = InstallerControl(config, outbox, uplink, pipeline, enrolment, PROFILES, clock)
+    await control.start()
+    try:
+        assert await uplink.send_heartbeat() is not None
+        assert [b.inventory for b in centre.heartbeats] == [None]  # sent again, plain
+        clock.advance(60)
+        assert await uplink.send_heartbeat() is not None
+        assert len(centre.heartbeats) == 2
+
+        centre.heartbeat_fields = None  # the centre is upgraded; an hour later the report goes
+        clock.advance(3600)
+        assert await uplink.send_heartbeat() is not None
+        last = centre.heartbeats[-1].inventory
+        assert last is not None and [d.name for d in last.devices] == ["bedroom/button"]
+    finally:
+        await uplink.aclose()
+
+
+def test_a_big_network_is_cut_to_fit_the_heartbeat_allow_listed_devices_first() -> None:
+    strangers = [
+        DeviceRecord(
+            ieee=f"0x00158d00{n:08x}",
+            friendly_name=f"0x00158d00{n:08x}",
+            status="unknown",
+            match="no_profile",
+            reason="no Trygg profile for " + "x" * 180,
+            profile=None,
+            allowed_name=None,
+            allowed_profile=None,
+            in_network=True,
+            interview="successful",
+        )
+        for n in range(300)
+    ]
+    config = GatewayConfig(state_dir=Path("/state"), devices=[BUTTON])
+    inventory = build_inventory(strangers, config, START)
+    assert inventory.truncated
+    assert inventory.devices[0].name == "bedroom/button" and inventory.devices[0].allow_listed
+    beat = Heartbeat(
+        gateway_id="gw-test",
+        boot_id="boot-1",
+        sent_at="2026-11-22T12:00:00.000Z",
+        outbox_depth=0,
+        alarms_queued=0,
+        oldest_queued_age_s=0,
+        inventory=inventory,
+    )
+    assert len(canonical_json(beat.to_wire())) < 34 * 1024  # the centre takes 64 KiB
+    # The digest covers the whole network, not only what fitted.
+    fewer = build_inventory(strangers[:-1], config, START)
+    assert fewer.digest != inventory.digest
