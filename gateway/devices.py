@@ -6,6 +6,10 @@ room and the place, nothing else. Each change is a pure function from one config
 the next (refusals are :class:`DeviceError` sentences); :func:`update_config` applies one
 under a file lock and writes the file atomically. The running daemon notices the new file
 (:class:`ConfigWatcher`, or SIGHUP) and reloads the allow-list without a restart.
+
+:func:`add`, :func:`remove`, :func:`rename` and :func:`move` are the changes as the CLI and the
+daemon (for the centre's commands) make them, with Zigbee2MQTT kept in step: a rename is asked
+of Z2M first and refused whole if Z2M refuses; a removed device is asked to leave the network.
 """
 
 from __future__ import annotations
