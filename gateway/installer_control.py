@@ -312,6 +312,11 @@ class InstallerControl:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         watcher = ConfigWatcher(self.config.state_dir)
+        # A change made while the daemon was starting (after it read the file) counts too.
+        with contextlib.suppress(ConfigError):
+            now = await asyncio.to_thread(load_config, self.config.state_dir)
+            if now.devices != self.config.devices:
+                await self.reload(reason="gateway.yaml changed during start")
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.watch_tick_s):

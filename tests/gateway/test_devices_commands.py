@@ -5,7 +5,6 @@ disk, pipeline, uplink object); the heartbeat answers are built here."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_profiles.loader import load_profiles
 from gateway import ingest_state
-from gateway.cli import main
 from gateway.config import AllowedDevice, GatewayConfig, UplinkConfig, load_config, save_config
 from gateway.identity import Enrolment
+from gateway.installer_bridge import BridgeError
+from gateway.installer_cli import request_test_alarm
 from gateway.installer_control import InstallerControl, build_inventory, parse_test_request
 from gateway.inventory import DeviceRecord
 from gateway.pipeline import IngestPipeline
@@ -212,17 +212,14 @@ def test_a_test_alarm_waits_a_bounded_time_for_its_receipt() -> None:
     assert long.receipt_timeout_s == 120
 
 
-async def test_test_alarm_without_a_running_daemon_fails_in_one_line(
-    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+async def test_test_alarm_without_a_running_daemon_says_so(
+    tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    gateway_config(tmp_path, mosquitto)
-    code = await asyncio.to_thread(
-        main, ["test-alarm", "--state-dir", str(tmp_path), "--timeout", "1"]
-    )
-    out, err = capsys.readouterr()
-    assert code == 2 and out == ""
-    assert err.startswith("trygg gateway test-alarm: error: the gateway daemon did not answer")
-    assert "is 'trygg gateway run' running?" in err and err.count("\n") == 1
+    config = gateway_config(tmp_path, mosquitto)
+    lines: list[str] = []
+    with pytest.raises(BridgeError, match="is 'trygg gateway run' running"):
+        await request_test_alarm(config, lines.append, committed_timeout_s=0.5)
+    assert lines == []
 
 
 ORIGINAL_HEARTBEAT = frozenset(
