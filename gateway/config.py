@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONFIG_FILE = "gateway.yaml"
 ENROLMENT_FILE = "enrolment.json"
 SIGNING_KEY_FILE = "signing_key.pem"
 DATABASE_FILE = "gateway.sqlite"
 DEFAULT_STATE_DIR = Path("/var/lib/trygg-gateway")
+MAX_LOCATION = 128
+"""An event's ``device.room`` holds at most this many characters."""
 
 
 class ConfigError(RuntimeError):
@@ -42,6 +44,24 @@ class AllowedDevice(BaseModel):
         description="where the kit is (home, or a short-term stay); data, so it moves unpaired",
     )
     resident_ref: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _location_fits(self) -> AllowedDevice:
+        location = self.location
+        if location is not None and len(location) > MAX_LOCATION:
+            raise ValueError(f"room and place together must fit {MAX_LOCATION} characters")
+        return self
+
+    @property
+    def location(self) -> str | None:
+        """Where the device is, as events carry it: VKP's ``"[room] @ [place]"`` convention.
+
+        The place travels in every event so that, during a short-term stay, the operator
+        sees where the resident is now, not only the home the gateway was enrolled to.
+        """
+        if self.room and self.place:
+            return f"{self.room} @ {self.place}"
+        return self.room or self.place
 
 
 class BrokerConfig(BaseModel):

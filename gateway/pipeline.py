@@ -546,7 +546,7 @@ class IngestPipeline:
             type=spec.type,
             occurred_at=spec.occurred_at,
             priority=spec.priority,
-            device=DeviceRef(id=device.friendly_name, profile=profile.id, room=device.room),
+            device=DeviceRef(id=device.friendly_name, profile=profile.id, room=device.location),
             data=spec.data,
             vkp_alert_code=spec.vkp_alert_code,
             resident_ref=device.resident_ref,
@@ -559,7 +559,7 @@ class IngestPipeline:
             occurred_at=now,
             device=None
             if device is None
-            else DeviceRef(id=device.friendly_name, profile=device.profile, room=device.room),
+            else DeviceRef(id=device.friendly_name, profile=device.profile, room=device.location),
             data={"source": "zigbee2mqtt"},
             resident_ref=None if device is None else device.resident_ref,
         )

@@ -598,7 +598,7 @@ class Supervisor:
             type=change.type,
             occurred_at=now,
             priority=priority(change, profile),
-            device=DeviceRef(id=device.friendly_name, profile=profile.id, room=device.room),
+            device=DeviceRef(id=device.friendly_name, profile=profile.id, room=device.location),
             data={"condition": change.condition, **change.data},
             resident_ref=device.resident_ref,
         )

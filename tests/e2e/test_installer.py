@@ -217,7 +217,8 @@ async def test_the_installation_shows_up_and_a_centre_command_moves_a_device(
     alarms = await eventually(
         operator.alarms, lambda found: len(found) == 2, what="the second alarm", timeout=20
     )
-    assert sorted(a["room"] for a in alarms) == ["bedroom", "kitchen"]
+    # The operator sees where the resident is now: VKP's "[room] @ [place]".
+    assert sorted(a["room"] for a in alarms) == ["bedroom", "kitchen @ Korttidsavdeling 2"]
 
 
 async def test_a_test_alarm_the_centre_cannot_take_now_stays_queued_and_arrives_later(
