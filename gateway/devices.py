@@ -278,7 +278,30 @@ async def add(
         current = await _z2m_name(link, added)
         if current != name:
             notes.append(await _rename_in_z2m(link, current, name, required=False))
+    if link is not None:
+        notes.extend(await configure_reporting(link, name, profiles[profile]))
     return Outcome(config, tuple(n for n in notes if n))
+
+
+async def configure_reporting(link: BridgeLink, name: str, profile: Profile) -> list[str]:
+    """Send the profile's reporting requests; return a note for each one not accepted.
+
+    Some devices (the HS1SA smoke detector) report only every ~18 h with Zigbee2MQTT's
+    defaults, and their profile's check-in interval holds only once this is accepted: the
+    installer must hear when it was not, or supervision will call the device silent.
+    """
+    notes: list[str] = []
+    for report in profile.supervision.reporting:
+        what = f"{report.cluster}.{report.attribute}"
+        try:
+            response = await link.configure_reporting(name, report)
+        except BridgeError as exc:
+            notes.append(f"reporting of {what} not configured ({exc}); wake the device, retry")
+            continue
+        if not response.ok:
+            error = response.error or "refused"
+            notes.append(f"reporting of {what} not configured: {error}; wake the device, retry")
+    return notes
 
 
 async def remove(

@@ -32,6 +32,7 @@ from drivers.mqtt.zigbee2mqtt import (
     parse_bridge_state,
     parse_state,
 )
+from firmware_profiles.schema import ReportingRequest
 from gateway.config import BrokerConfig
 
 log = logging.getLogger("trygg.gateway.installer")
@@ -299,6 +300,12 @@ class BridgeLink:
 
     async def remove(self, ident: str, *, force: bool = False) -> BridgeResponse:
         return await self.request("device/remove", {"id": ident, "force": force})
+
+    async def configure_reporting(self, ident: str, report: ReportingRequest) -> BridgeResponse:
+        """Ask the device to report ``report.attribute`` at least every maximum interval."""
+        return await self.request(
+            "device/configure_reporting", {"id": ident, **report.model_dump(mode="json")}
+        )
 
 
 def request_body(payload: dict[str, Any]) -> str:

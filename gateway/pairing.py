@@ -29,7 +29,7 @@ from drivers.mqtt.zigbee2mqtt import BridgeDevice, Z2mParseError, parse_bridge_d
 from firmware_profiles.loader import load_profiles
 from firmware_profiles.schema import Profile, profiles_matching
 from gateway.config import AllowedDevice, GatewayConfig, load_config
-from gateway.devices import DeviceError, add_device, update_config
+from gateway.devices import DeviceError, add_device, configure_reporting, update_config
 from gateway.installer_bridge import (
     MAX_PERMIT_JOIN_S,
     BridgeError,
@@ -398,6 +398,8 @@ class PairingSession:
         tracker.allowed = list(updated.devices)
         self.summary.added.append(answer.name)
         self.emit(f"  allow-listed as {answer.name} in room {answer.room}")
+        for note in await configure_reporting(link, candidate.z2m_name, candidate.profile):
+            self.emit(f"  ({note})")
         if candidate.z2m_name != answer.name:
             try:
                 renamed = await link.rename(candidate.z2m_name, answer.name)

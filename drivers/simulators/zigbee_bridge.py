@@ -271,6 +271,7 @@ class SimulatedBridge:
             "permit_join": self._permit_join,
             "device/rename": self._rename,
             "device/remove": self._remove,
+            "device/configure_reporting": self._configure_reporting,
             "health_check": self._health_check,
         }
         handler = handlers.get(command)
@@ -348,6 +349,13 @@ class SimulatedBridge:
         await self.publish(previous, "", retain=True)  # Z2M clears the old retained state
         await self.publish_devices()
         return {"from": previous, "to": new, "homeassistant_rename": False}
+
+    async def _configure_reporting(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or "id" not in payload or "attribute" not in payload:
+            raise ValueError("Invalid payload")
+        if self.named(str(payload["id"])) is None:
+            raise ValueError(f"Device '{payload['id']}' does not exist")
+        return {k: v for k, v in payload.items() if k != "transaction"}
 
     async def _remove(self, payload: Any) -> dict[str, Any]:
         ident = payload.get("id") if isinstance(payload, dict) else payload

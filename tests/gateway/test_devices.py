@@ -17,7 +17,7 @@ import pytest
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivers.simulators.zigbee_home import BUTTON, DOOR
+from drivers.simulators.zigbee_home import BUTTON, DOOR, SimulatedDevice
 from firmware_profiles.loader import load_profiles
 from gateway import ingest_state
 from gateway.cli import main
@@ -361,3 +361,50 @@ async def test_devices_lists_room_profile_battery_link_last_seen_and_state(
     assert listed["bedroom/button"]["battery"] == 87
     assert listed["hall/door"]["state"] == "silent"
     assert listed["0x90fd9ffffe6494fc"]["allow_listed"] is False
+
+
+SMOKE = SimulatedDevice(
+    "kitchen/smoke",
+    "0x00124b0022a1b2c3",
+    "HS1SA",
+    "HEIMAN",
+    "SmokeSensor-N-3.0",
+    "Smoke detector",
+)
+
+
+async def test_adding_a_smoke_detector_asks_it_to_report_as_often_as_supervision_expects(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway_config(tmp_path, mosquitto)
+    (expected,) = PROFILES["heiman.HS1SA"].supervision.reporting
+    async with simulated_bridge(mosquitto) as bridge:
+        bridge.add_member(SMOKE)
+        await bridge.publish_devices()
+        code, out, err = await run(
+            capsys,
+            "devices", "add", "--state-dir", str(tmp_path), "--name", SMOKE.friendly_name,
+            "--profile", "heiman.HS1SA", "--room", "kitchen", "--ieee", SMOKE.ieee,
+        )  # fmt: skip
+        assert (code, err) == (0, ""), out
+        assert "not configured" not in out
+        (request,) = await bridge.wait_for_request("device/configure_reporting")
+    assert request["id"] == SMOKE.friendly_name
+    assert request["attribute"] == expected.attribute == "batteryPercentageRemaining"
+    assert request["maximum_report_interval"] == expected.maximum_report_interval == 3600
+
+
+async def test_a_reporting_request_zigbee2mqtt_refuses_is_told_to_the_installer(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway_config(tmp_path, mosquitto)
+    async with simulated_bridge(mosquitto) as bridge:
+        await bridge.publish_devices()  # the detector is not in the Zigbee network
+        code, out, _ = await run(
+            capsys,
+            "devices", "add", "--state-dir", str(tmp_path), "--name", SMOKE.friendly_name,
+            "--profile", "heiman.HS1SA", "--room", "kitchen", "--ieee", SMOKE.ieee,
+        )  # fmt: skip
+    assert code == 0  # allow-listed all the same: supervision will say if it stays silent
+    assert "reporting of genPowerCfg.batteryPercentageRemaining not configured" in out
+    assert [d.friendly_name for d in load_config(tmp_path).devices] == [SMOKE.friendly_name]
