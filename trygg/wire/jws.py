@@ -121,6 +121,11 @@ def verify_detached(jws: str, payload: bytes, key: Ed25519PublicKey) -> dict[str
 
 def _sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
     """Ed25519 (deterministic, so identical to ``key.sign``) through libsodium."""
+    return bytes(crypto_sign(message, _libsodium_secret(key))[:64])
+
+
+@functools.lru_cache(maxsize=16)
+def _libsodium_secret(key: Ed25519PrivateKey) -> bytes:
+    """libsodium's 64-byte secret (seed, then public key), exported once per key object."""
     seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    secret = seed + public_key_bytes(key.public_key())
-    return bytes(crypto_sign(message, secret)[:64])
+    return seed + public_key_bytes(key.public_key())
