@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 
@@ -96,25 +95,6 @@ async def installer(site: LocalSite) -> AsyncIterator[Installer]:
         yield person
     finally:
         await person.client.aclose()
-
-
-@pytest.fixture
-async def operator(site: LocalSite) -> AsyncIterator[Operator]:
-    person = Operator(site)
-    await person.login()
-    try:
-        yield person
-    finally:
-        await person.aclose()
-
-
-@pytest.fixture
-async def home(site: LocalSite) -> AsyncIterator[ZigbeeHome]:
-    assert site.broker is not None
-    async with aiomqtt.Client("127.0.0.1", site.broker.port, identifier="e2e-home") as client:
-        simulated = ZigbeeHome(client)
-        await simulated.announce()
-        yield simulated
 
 
 async def trygg_gateway(site: LocalSite, *args: str) -> tuple[int, str, str]:
